@@ -204,6 +204,25 @@ func (j *Journal) isClosed() bool {
 	}
 }
 
+// writeExec runs one statement in autocommit mode on db (j.w or j.full),
+// holding the process-wide writer slot: one round trip fewer than write for
+// the single-row inserts on the accept and withdrawal paths.
+func (j *Journal) writeExec(ctx context.Context, db *sql.DB, query string, args ...any) (sql.Result, error) {
+	if j.readOnly {
+		return nil, ErrReadOnly
+	}
+	if j.isClosed() {
+		return nil, ErrClosed
+	}
+	select {
+	case j.wsem <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	defer func() { <-j.wsem }()
+	return db.ExecContext(ctx, query, args...)
+}
+
 // write runs fn in one BEGIN IMMEDIATE transaction on db (j.w or j.full),
 // holding the process-wide writer slot.
 func (j *Journal) write(ctx context.Context, db *sql.DB, fn func(tx *sql.Tx) error) error {

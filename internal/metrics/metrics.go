@@ -7,6 +7,8 @@ package metrics
 import (
 	"runtime"
 
+	"github.com/shopspring/decimal"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promauto"
@@ -149,3 +151,8 @@ func (m *Metrics) ObserveAPI(api, endpoint, code string, seconds float64) {
 	m.APIRequests.WithLabelValues(api, endpoint, code).Inc()
 	m.APIRequestDuration.WithLabelValues(api, endpoint).Observe(seconds)
 }
+
+// Value converts a decimal to a metric sample. This is the one place money
+// becomes float64, and only for display in Prometheus: no decision ever reads
+// a metric back.
+func Value(d decimal.Decimal) float64 { return d.InexactFloat64() }

@@ -1,0 +1,230 @@
+package journal
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// The accept state machine:
+//
+//	InsertAccept                 → pending
+//	SetAcceptResult   pending    → ok | rejected | error | unknown
+//	MarkPendingAcceptsUnknown    pending → unknown   (start-up, after a crash)
+//	SettleAccept      pending|unknown → ok (with convert id) | missing
+//
+// Everything else is ErrTransition: in particular an accept that has a result
+// never gets another one from the accept path, and an unknown one is only
+// ever settled by reconciliation, never re-sent.
+
+var acceptResultFrom = map[string]bool{AcceptOK: true, AcceptRejected: true, AcceptError: true, AcceptUnknown: true}
+
+const acceptCols = `id, program, quote_id, raw_quote, base_asset, quote_asset, side, base_qty, quote_qty,
+	expiry_micros, sent_at, result, message, result_at, convert_id`
+
+// InsertAccept journals an accept as AcceptPending before it is sent and
+// returns its id. Committed with synchronous=NORMAL. a.ID, a.Result,
+// a.Message, a.ResultAt and a.ConvertID are ignored; a zero a.SentAt means
+// now.
+func (j *Journal) InsertAccept(ctx context.Context, a Accept) (int64, error) {
+	sentAt, _, err := requiredNanos(a.SentAt, "sent_at")
+	if err != nil {
+		return 0, fmt.Errorf("journal: insert accept of quote %s: %w", a.QuoteID, err)
+	}
+	res, err := j.writeExec(ctx, j.w, `INSERT INTO accepts
+		(program, quote_id, raw_quote, base_asset, quote_asset, side, base_qty, quote_qty, expiry_micros, sent_at, result)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		a.Program, a.QuoteID, nonNil(a.RawQuote), a.BaseAsset, a.QuoteAsset, a.Side,
+		a.BaseQty.String(), a.QuoteQty.String(), a.ExpiryMicros, sentAt, AcceptPending)
+	var id int64
+	if err == nil {
+		id, err = res.LastInsertId()
+	}
+	if err != nil {
+		return 0, fmt.Errorf("journal: insert accept of quote %s: %w", a.QuoteID, err)
+	}
+	return id, nil
+}
+
+// SetAcceptResult records the result of a sent accept: AcceptOK,
+// AcceptRejected, AcceptError or AcceptUnknown, once, on a pending accept.
+// A zero at means now.
+func (j *Journal) SetAcceptResult(ctx context.Context, id int64, result, message string, at time.Time) error {
+	if !acceptResultFrom[result] {
+		return fmt.Errorf("journal: set result of accept %d: %w: %q is not a send result", id, ErrTransition, result)
+	}
+	atN, _, err := requiredNanos(at, "result_at")
+	if err != nil {
+		return fmt.Errorf("journal: set result of accept %d: %w", id, err)
+	}
+	err = j.write(ctx, j.w, func(tx *sql.Tx) error {
+		cur, err := acceptResultTx(ctx, tx, id)
+		if err != nil {
+			return err
+		}
+		if cur != AcceptPending {
+			return fmt.Errorf("%w: %s → %s (only a pending accept gets a result)", ErrTransition, cur, result)
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE accepts SET result = ?, message = ?, result_at = ? WHERE id = ?`,
+			result, message, atN, id)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("journal: set result of accept %d: %w", id, err)
+	}
+	return nil
+}
+
+// SettleAccept settles an unknown (or pending) accept as AcceptOK with the
+// matching convert id, or as AcceptMissing. Settling an accept in any other
+// state is ErrTransition. The result time is kept if it was set.
+func (j *Journal) SettleAccept(ctx context.Context, id int64, result, convertID string) error {
+	switch {
+	case result == AcceptOK && convertID == "":
+		return fmt.Errorf("journal: settle accept %d: %w: ok needs the convert id", id, ErrTransition)
+	case result != AcceptOK && result != AcceptMissing:
+		return fmt.Errorf("journal: settle accept %d: %w: %q is not a settlement (ok or missing)", id, ErrTransition, result)
+	}
+	now := time.Now().UnixNano()
+	err := j.write(ctx, j.w, func(tx *sql.Tx) error {
+		cur, err := acceptResultTx(ctx, tx, id)
+		if err != nil {
+			return err
+		}
+		if cur != AcceptUnknown && cur != AcceptPending {
+			return fmt.Errorf("%w: %s → %s (only an unknown or pending accept is settled)", ErrTransition, cur, result)
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE accepts SET result = ?, convert_id = ?, result_at = COALESCE(result_at, ?)
+			WHERE id = ?`, result, convertID, now, id)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("journal: settle accept %d: %w", id, err)
+	}
+	return nil
+}
+
+func acceptResultTx(ctx context.Context, tx *sql.Tx, id int64) (string, error) {
+	var cur string
+	err := tx.QueryRowContext(ctx, `SELECT result FROM accepts WHERE id = ?`, id).Scan(&cur)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", ErrNotFound
+	}
+	return cur, err
+}
+
+// MarkPendingAcceptsUnknown turns every AcceptPending accept (a crash between
+// journal and result) into AcceptUnknown; called at start before any stream.
+// It returns how many it changed.
+func (j *Journal) MarkPendingAcceptsUnknown(ctx context.Context) (int, error) {
+	var n int64
+	now := time.Now().UnixNano()
+	err := j.write(ctx, j.w, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE accepts
+			SET result = ?, message = CASE WHEN message = '' THEN 'pending at start: outcome unknown' ELSE message END,
+			    result_at = ?
+			WHERE result = ?`, AcceptUnknown, now, AcceptPending)
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
+	if err != nil {
+		return 0, fmt.Errorf("journal: mark pending accepts unknown: %w", err)
+	}
+	return int(n), nil
+}
+
+// Accepts lists accepts matching f, oldest first (by SentAt, then id).
+func (j *Journal) Accepts(ctx context.Context, f AcceptFilter) ([]Accept, error) {
+	var where []string
+	var args []any
+	if f.Program != "" {
+		where = append(where, "program = ?")
+		args = append(args, f.Program)
+	}
+	if !f.Since.IsZero() {
+		where = append(where, "sent_at >= ?")
+		args = append(args, sinceNanos(f.Since))
+	}
+	if len(f.Results) > 0 {
+		where = append(where, "result IN ("+inList(len(f.Results))+")")
+		for _, r := range f.Results {
+			args = append(args, r)
+		}
+	}
+	q := "SELECT " + acceptCols + " FROM accepts"
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	q += " ORDER BY sent_at, id"
+	as, err := j.queryAccepts(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("journal: list accepts: %w", err)
+	}
+	return as, nil
+}
+
+// LastAccept returns the newest accept of program by SentAt, whatever its
+// result, or ok=false when the program has none.
+func (j *Journal) LastAccept(ctx context.Context, program string) (Accept, bool, error) {
+	as, err := j.queryAccepts(ctx, "SELECT "+acceptCols+
+		" FROM accepts WHERE program = ? ORDER BY sent_at DESC, id DESC LIMIT 1", program)
+	if err != nil {
+		return Accept{}, false, fmt.Errorf("journal: last accept of %s: %w", program, err)
+	}
+	if len(as) == 0 {
+		return Accept{}, false, nil
+	}
+	return as[0], true, nil
+}
+
+// AcceptByID returns one accept, or an error wrapping ErrNotFound.
+func (j *Journal) AcceptByID(ctx context.Context, id int64) (Accept, error) {
+	as, err := j.queryAccepts(ctx, "SELECT "+acceptCols+" FROM accepts WHERE id = ?", id)
+	if err != nil {
+		return Accept{}, fmt.Errorf("journal: accept %d: %w", id, err)
+	}
+	if len(as) == 0 {
+		return Accept{}, fmt.Errorf("journal: accept %d: %w", id, ErrNotFound)
+	}
+	return as[0], nil
+}
+
+func (j *Journal) queryAccepts(ctx context.Context, q string, args ...any) ([]Accept, error) {
+	db, err := j.reader()
+	if err != nil {
+		return nil, err
+	}
+	rows, err := db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Accept
+	for rows.Next() {
+		var (
+			a                 Accept
+			baseQty, quoteQty string
+			sentAt, resultAt  sql.NullInt64
+		)
+		if err := rows.Scan(&a.ID, &a.Program, &a.QuoteID, &a.RawQuote, &a.BaseAsset, &a.QuoteAsset, &a.Side,
+			&baseQty, &quoteQty, &a.ExpiryMicros, &sentAt, &a.Result, &a.Message, &resultAt, &a.ConvertID); err != nil {
+			return nil, err
+		}
+		if a.BaseQty, err = parseDecimal(baseQty, "accepts", a.ID, "base_qty"); err != nil {
+			return nil, err
+		}
+		if a.QuoteQty, err = parseDecimal(quoteQty, "accepts", a.ID, "quote_qty"); err != nil {
+			return nil, err
+		}
+		a.SentAt = fromNanos(sentAt)
+		a.ResultAt = fromNanos(resultAt)
+		out = append(out, a)
+	}
+	return out, rows.Err()
+}

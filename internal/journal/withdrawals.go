@@ -1,0 +1,170 @@
+package journal
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// withdrawalNext is the withdrawal state machine: the states each state may
+// move to through UpdateWithdrawal. completed, failed, rejected and
+// unresolved are terminal. Every withdrawal write is flushed to disk
+// (synchronous=FULL): the intent is what stops a second withdrawal.
+//
+//	intent    → submitted (desk id) | unknown (no answer) | rejected (4xx)
+//	          | unresolved | completed | failed
+//	unknown   → submitted | completed | failed (matched in the desk's list)
+//	          | unresolved (no match: operator) | unknown (new error text)
+//	submitted → submitted (desk status moved) | completed | failed | unresolved
+var withdrawalNext = map[string]map[string]bool{
+	WithdrawalIntent: {WithdrawalSubmitted: true, WithdrawalUnknown: true, WithdrawalRejected: true,
+		WithdrawalUnresolved: true, WithdrawalCompleted: true, WithdrawalFailed: true},
+	WithdrawalUnknown: {WithdrawalSubmitted: true, WithdrawalCompleted: true, WithdrawalFailed: true,
+		WithdrawalUnresolved: true, WithdrawalUnknown: true},
+	WithdrawalSubmitted: {WithdrawalSubmitted: true, WithdrawalCompleted: true, WithdrawalFailed: true,
+		WithdrawalUnresolved: true},
+}
+
+const withdrawalCols = `id, rule, asset, network, address, amount, created_at, state, desk_id, desk_status, error, updated_at`
+
+// InsertWithdrawalIntent journals a withdrawal as WithdrawalIntent, flushed to
+// disk (synchronous=FULL) before it returns, and returns its id. w.ID,
+// w.State, w.DeskID, w.DeskStatus, w.Error and w.UpdatedAt are ignored; a
+// zero w.CreatedAt means now.
+func (j *Journal) InsertWithdrawalIntent(ctx context.Context, w Withdrawal) (int64, error) {
+	created, _, err := requiredNanos(w.CreatedAt, "created_at")
+	if err != nil {
+		return 0, fmt.Errorf("journal: insert withdrawal intent of rule %s: %w", w.Rule, err)
+	}
+	res, err := j.writeExec(ctx, j.full, `INSERT INTO withdrawals
+		(rule, asset, network, address, amount, created_at, state, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+		w.Rule, w.Asset, w.Network, w.Address, w.Amount.String(), created, WithdrawalIntent, created)
+	var id int64
+	if err == nil {
+		id, err = res.LastInsertId()
+	}
+	if err != nil {
+		return 0, fmt.Errorf("journal: insert withdrawal intent of rule %s: %w", w.Rule, err)
+	}
+	return id, nil
+}
+
+// UpdateWithdrawal records a new state (and desk id, desk status, error) for
+// a withdrawal; flushed to disk. An empty deskID or deskStatus keeps the
+// stored one (a desk id, once known, is never erased); errMsg replaces the
+// stored error. A move the state machine does not allow (see withdrawalNext),
+// including any move out of a terminal state, is ErrTransition.
+func (j *Journal) UpdateWithdrawal(ctx context.Context, id int64, state, deskID, deskStatus, errMsg string) error {
+	now := time.Now().UnixNano()
+	err := j.write(ctx, j.full, func(tx *sql.Tx) error {
+		var cur string
+		err := tx.QueryRowContext(ctx, `SELECT state FROM withdrawals WHERE id = ?`, id).Scan(&cur)
+		if errors.Is(err, sql.ErrNoRows) {
+			return ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		if !withdrawalNext[cur][state] {
+			return fmt.Errorf("%w: %s → %s", ErrTransition, cur, state)
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE withdrawals SET state = ?,
+			desk_id = CASE WHEN ? = '' THEN desk_id ELSE ? END,
+			desk_status = CASE WHEN ? = '' THEN desk_status ELSE ? END,
+			error = ?, updated_at = ?
+			WHERE id = ?`, state, deskID, deskID, deskStatus, deskStatus, errMsg, now, id)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("journal: update withdrawal %d: %w", id, err)
+	}
+	return nil
+}
+
+// Withdrawals lists withdrawals matching f, oldest first (by CreatedAt, then id).
+func (j *Journal) Withdrawals(ctx context.Context, f WithdrawalFilter) ([]Withdrawal, error) {
+	var where []string
+	var args []any
+	if f.Rule != "" {
+		where = append(where, "rule = ?")
+		args = append(args, f.Rule)
+	}
+	if f.Asset != "" {
+		where = append(where, "asset = ?")
+		args = append(args, f.Asset)
+	}
+	if !f.Since.IsZero() {
+		where = append(where, "created_at >= ?")
+		args = append(args, sinceNanos(f.Since))
+	}
+	if len(f.States) > 0 {
+		where = append(where, "state IN ("+inList(len(f.States))+")")
+		for _, s := range f.States {
+			args = append(args, s)
+		}
+	}
+	q := "SELECT " + withdrawalCols + " FROM withdrawals"
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	q += " ORDER BY created_at, id"
+	ws, err := j.queryWithdrawals(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("journal: list withdrawals: %w", err)
+	}
+	return ws, nil
+}
+
+// OpenWithdrawals lists the withdrawals that still block their rule (intent,
+// unknown, submitted), oldest first: what start-up loads before any schedule
+// runs.
+func (j *Journal) OpenWithdrawals(ctx context.Context) ([]Withdrawal, error) {
+	return j.Withdrawals(ctx, WithdrawalFilter{States: []string{WithdrawalIntent, WithdrawalUnknown, WithdrawalSubmitted}})
+}
+
+// WithdrawalByID returns one withdrawal, or an error wrapping ErrNotFound.
+func (j *Journal) WithdrawalByID(ctx context.Context, id int64) (Withdrawal, error) {
+	ws, err := j.queryWithdrawals(ctx, "SELECT "+withdrawalCols+" FROM withdrawals WHERE id = ?", id)
+	if err != nil {
+		return Withdrawal{}, fmt.Errorf("journal: withdrawal %d: %w", id, err)
+	}
+	if len(ws) == 0 {
+		return Withdrawal{}, fmt.Errorf("journal: withdrawal %d: %w", id, ErrNotFound)
+	}
+	return ws[0], nil
+}
+
+func (j *Journal) queryWithdrawals(ctx context.Context, q string, args ...any) ([]Withdrawal, error) {
+	db, err := j.reader()
+	if err != nil {
+		return nil, err
+	}
+	rows, err := db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Withdrawal
+	for rows.Next() {
+		var (
+			w                  Withdrawal
+			amount             string
+			created, updatedAt sql.NullInt64
+		)
+		if err := rows.Scan(&w.ID, &w.Rule, &w.Asset, &w.Network, &w.Address, &amount, &created, &w.State,
+			&w.DeskID, &w.DeskStatus, &w.Error, &updatedAt); err != nil {
+			return nil, err
+		}
+		if w.Amount, err = parseDecimal(amount, "withdrawals", w.ID, "amount"); err != nil {
+			return nil, err
+		}
+		w.CreatedAt = fromNanos(created)
+		w.UpdatedAt = fromNanos(updatedAt)
+		out = append(out, w)
+	}
+	return out, rows.Err()
+}

@@ -1,0 +1,332 @@
+package ledger_test
+
+import (
+	"bytes"
+	"context"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/shopspring/decimal"
+	"go.uber.org/zap/zaptest"
+
+	"treasuryd/internal/astra"
+	"treasuryd/internal/journal"
+	"treasuryd/internal/ledger"
+	"treasuryd/internal/metrics"
+	"treasuryd/internal/sim"
+)
+
+const (
+	account = "3b7a5c1e-0f4e-4a51-9a6e-1f0c2d3e4f50"
+	apiKey  = "ledger-test-key"
+)
+
+func dec(s string) decimal.Decimal { return decimal.RequireFromString(s) }
+
+// clock is a settable clock shared by the simulator and the reconciler.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time          { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) Advance(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
+
+type fixture struct {
+	desk    *sim.Desk
+	client  *astra.Client
+	journal *journal.Journal
+	clock   *clock
+	metrics *metrics.Metrics
+	rec     *ledger.Reconciler
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	clk := &clock{t: time.Now().UTC()}
+	desk, err := sim.NewDesk(sim.DeskConfig{
+		AccountID:      account,
+		APIKey:         apiKey,
+		Seed:           7,
+		Balances:       map[string]decimal.Decimal{"BTC": dec("5"), "USD": dec("250000")},
+		Prices:         map[string]decimal.Decimal{"BTC-USD": dec("65000")},
+		QuoteInterval:  50 * time.Millisecond,
+		QuoteTTL:       5 * time.Second,
+		WithdrawalStep: time.Second,
+		Now:            clk.Now,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := desk.Start("127.0.0.1:0"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { desk.Close() })
+	client, err := astra.New(astra.Options{BaseURL: desk.BaseURL(), WSURL: desk.WSURL(), APIKey: apiKey, AccountID: account, Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	j, err := journal.Open(filepath.Join(t.TempDir(), "journal.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { j.Close() })
+	m := metrics.New("test")
+	f := &fixture{desk: desk, client: client, journal: j, clock: clk, metrics: m}
+	f.rec = ledger.New(ledger.Deps{
+		Log:     zaptest.NewLogger(t),
+		Metrics: m,
+		Desk:    client,
+		Journal: j,
+		// The reconciler judges a little later than the events: accepts
+		// younger than its grace period are left alone.
+		Now: func() time.Time { return clk.Now().Add(time.Minute) },
+	})
+	return f
+}
+
+// trade takes one real quote from the desk's stream and accepts it, and
+// journals it the way the strategy does, with the given result.
+func (f *fixture) trade(t *testing.T, result string) journal.Accept {
+	t.Helper()
+	ctx := context.Background()
+	req := astra.StreamRequest{From: "USD", To: "BTC", ToQty: dec("0.1")} // sell 0.1 BTC for USD
+	conn, err := f.client.DialQuotes(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_, frame, err := conn.ReadMessage()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var q astra.Quote
+	if err := astra.DecodeQuoteFrame(frame, &q); err != nil {
+		t.Fatal(err)
+	}
+	a := journal.Accept{Program: "sell-btc", QuoteID: q.QuoteID, RawQuote: append([]byte(nil), q.Raw...), BaseAsset: "BTC", QuoteAsset: "USD",
+		Side: "sell", BaseQty: q.ToQty, QuoteQty: q.FromQty, ExpiryMicros: q.ExpiryMicros, SentAt: f.clock.Now()}
+	id, err := f.journal.InsertAccept(ctx, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.ID = id
+	if err := f.client.AcceptQuote(ctx, q.Raw); err != nil {
+		t.Fatalf("accept: %v", err)
+	}
+	if err := f.journal.SetAcceptResult(ctx, id, result, "", f.clock.Now()); err != nil {
+		t.Fatal(err)
+	}
+	a.Result = result
+	return a
+}
+
+// withdraw creates a withdrawal at the desk and journals it as the
+// rebalancer does.
+func (f *fixture) withdraw(t *testing.T, amount string) {
+	t.Helper()
+	ctx := context.Background()
+	w := journal.Withdrawal{Rule: "btc-to-cold", Asset: "BTC", Network: "bitcoin", Address: "bc1qxy2kgdygjrsqtzq2n0yrf2493p83kkfjhx0wlh", Amount: dec(amount), CreatedAt: f.clock.Now()}
+	id, err := f.journal.InsertWithdrawalIntent(ctx, w)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deskID, err := f.client.CreateWithdrawal(ctx, astra.NewWithdrawal{InstrumentSymbol: w.Asset, Amount: w.Amount, Network: w.Network, Address: w.Address})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.journal.UpdateWithdrawal(ctx, id, journal.WithdrawalSubmitted, deskID, astra.StatusPending, ""); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func kinds(r *ledger.Report) map[string]int {
+	m := map[string]int{}
+	for _, b := range r.Breaks {
+		m[b.Kind]++
+	}
+	return m
+}
+
+func TestReconcileHonestHistoryIsClean(t *testing.T) {
+	f := newFixture(t)
+	f.trade(t, journal.AcceptOK)
+	f.trade(t, journal.AcceptOK)
+	f.withdraw(t, "0.5")
+	f.clock.Advance(10 * time.Second) // the withdrawal completes
+	f.desk.Deposit("BTC", dec("0.25"))
+	f.desk.Fee("USD", dec("12.5"))
+
+	rep, err := f.rec.Run(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.Clean() {
+		t.Fatalf("honest history reported breaks: %+v", rep.Breaks)
+	}
+	if rep.Transactions < 8 {
+		t.Errorf("read %d transactions; want the deposits, two trades (two legs each), a withdrawal and a fee", rep.Transactions)
+	}
+	var btc *ledger.Asset
+	for i := range rep.Assets {
+		if rep.Assets[i].Asset == "BTC" {
+			btc = &rep.Assets[i]
+		}
+	}
+	if btc == nil || !btc.Balance.Equal(f.desk.Balance("BTC")) || !btc.Drift.IsZero() {
+		t.Fatalf("BTC line %+v; desk balance %s", btc, f.desk.Balance("BTC"))
+	}
+	if len(rep.Deposits) == 0 || len(rep.Withdrawals) != 1 {
+		t.Errorf("report lists %d deposits and %d completed withdrawals; want some and 1", len(rep.Deposits), len(rep.Withdrawals))
+	}
+	if got := testutil.ToFloat64(f.metrics.ReconcileRuns.WithLabelValues("clean")); got != 1 {
+		t.Errorf("reconcile_runs_total{result=clean} = %v", got)
+	}
+	if last, ok, err := f.journal.LastReport(context.Background()); err != nil || !ok || !last.Clean {
+		t.Errorf("journaled report: ok=%v clean=%v err=%v", ok, last.Clean, err)
+	}
+	var out bytes.Buffer
+	if err := rep.Write(&out); err != nil || !strings.Contains(out.String(), "no breaks") || !strings.Contains(out.String(), "BTC") {
+		t.Errorf("printed report:\n%s", out.String())
+	}
+}
+
+func TestReconcileFindsEachBreakKind(t *testing.T) {
+	tests := []struct {
+		name  string
+		setup func(t *testing.T, f *fixture)
+		kind  string
+	}{
+		{"balance drifts from its history", func(t *testing.T, f *fixture) { f.desk.DriftBalance("BTC", dec("0.001")) }, ledger.BalanceDrift},
+		{"ok accept without a convert", func(t *testing.T, f *fixture) {
+			a := journal.Accept{Program: "sell-btc", QuoteID: "q-ghost", RawQuote: []byte(`{}`), BaseAsset: "BTC", QuoteAsset: "USD",
+				Side: "sell", BaseQty: dec("0.1"), QuoteQty: dec("6500"), SentAt: f.clock.Now()}
+			id, err := f.journal.InsertAccept(context.Background(), a)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := f.journal.SetAcceptResult(context.Background(), id, journal.AcceptOK, "", f.clock.Now()); err != nil {
+				t.Fatal(err)
+			}
+		}, ledger.MissingTrade},
+		{"trade treasuryd did not make", func(t *testing.T, f *fixture) {
+			f.desk.ExternalTrade("USD", dec("6500"), "BTC", dec("0.1"))
+		}, ledger.UnexpectedTrade},
+		{"journaled withdrawal unknown to the desk", func(t *testing.T, f *fixture) {
+			id, err := f.journal.InsertWithdrawalIntent(context.Background(), journal.Withdrawal{Rule: "btc-to-cold", Asset: "BTC", Network: "bitcoin",
+				Address: "bc1qxy2kgdygjrsqtzq2n0yrf2493p83kkfjhx0wlh", Amount: dec("0.1"), CreatedAt: f.clock.Now()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := f.journal.UpdateWithdrawal(context.Background(), id, journal.WithdrawalSubmitted, "00000000-0000-4000-8000-000000000000", "pending", ""); err != nil {
+				t.Fatal(err)
+			}
+		}, ledger.MissingWithdrawal},
+		{"withdrawal treasuryd did not create", func(t *testing.T, f *fixture) {
+			f.desk.ExternalWithdrawal("BTC", dec("1"), "bitcoin", "bc1qattacker000000000000000000000000000000")
+		}, ledger.UnexpectedWithdrawal},
+		{"withdrawal the desk failed", func(t *testing.T, f *fixture) {
+			f.desk.FailNextWithdrawals(1, "insufficient hot wallet liquidity")
+			f.withdraw(t, "0.2")
+			f.clock.Advance(10 * time.Second)
+		}, ledger.FailedWithdrawal},
+		{"transaction booked twice", func(t *testing.T, f *fixture) { f.desk.DuplicateTransaction() }, ledger.DuplicateTransaction},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t)
+			f.trade(t, journal.AcceptOK) // an honest trade beside the break
+			tt.setup(t, f)
+			rep, err := f.rec.Run(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := kinds(rep)
+			if got[tt.kind] == 0 {
+				t.Fatalf("break %s not found; report breaks: %+v", tt.kind, rep.Breaks)
+			}
+			for k := range got {
+				// A duplicate or drift also moves the balance against its
+				// history; anything else would be a false alarm.
+				if k != tt.kind && k != ledger.BalanceDrift {
+					t.Errorf("unexpected extra break kind %s: %+v", k, rep.Breaks)
+				}
+			}
+			if g := testutil.ToFloat64(f.metrics.ReconcileBreaks.WithLabelValues(tt.kind)); g < 1 {
+				t.Errorf("treasuryd_reconcile_breaks{kind=%q} = %v", tt.kind, g)
+			}
+			if g := testutil.ToFloat64(f.metrics.ReconcileRuns.WithLabelValues("breaks")); g != 1 {
+				t.Errorf("reconcile_runs_total{result=breaks} = %v", g)
+			}
+		})
+	}
+}
+
+func TestReconcileSettlesUnknownAcceptsBothWays(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	executed := f.trade(t, journal.AcceptUnknown) // it did execute at the desk
+	ghost := journal.Accept{Program: "sell-btc", QuoteID: "q-never", RawQuote: []byte(`{}`), BaseAsset: "BTC", QuoteAsset: "USD",
+		Side: "sell", BaseQty: dec("0.1"), QuoteQty: dec("1"), SentAt: f.clock.Now()}
+	gid, err := f.journal.InsertAccept(ctx, ghost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.journal.SetAcceptResult(ctx, gid, journal.AcceptUnknown, "timeout", f.clock.Now()); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := f.rec.Run(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.Clean() {
+		t.Fatalf("settling unknown accepts should not be a break: %+v", rep.Breaks)
+	}
+	got, err := f.journal.AcceptByID(ctx, executed.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Result != journal.AcceptOK || got.ConvertID == "" {
+		t.Errorf("executed unknown accept settled as %q (convert %q); want ok with its convert", got.Result, got.ConvertID)
+	}
+	got, err = f.journal.AcceptByID(ctx, gid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Result != journal.AcceptMissing {
+		t.Errorf("unexecuted unknown accept settled as %q; want missing", got.Result)
+	}
+	if len(rep.Settled) != 2 {
+		t.Errorf("report lists %d settlements; want 2", len(rep.Settled))
+	}
+	// A second run has nothing left to settle and stays clean.
+	rep, err = f.rec.Run(ctx)
+	if err != nil || !rep.Clean() || len(rep.Settled) != 0 {
+		t.Fatalf("second run: err=%v clean=%v settled=%d", err, rep != nil && rep.Clean(), len(rep.Settled))
+	}
+}
+
+func TestReconcileDoesNotJudgeYoungUnknownAccepts(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	rec := ledger.New(ledger.Deps{Desk: f.client, Journal: f.journal, Now: f.clock.Now}) // judged at once
+	id, err := f.journal.InsertAccept(ctx, journal.Accept{Program: "sell-btc", QuoteID: "q-inflight", RawQuote: []byte(`{}`),
+		BaseAsset: "BTC", QuoteAsset: "USD", Side: "sell", BaseQty: dec("0.1"), QuoteQty: dec("1"), SentAt: f.clock.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rec.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got, err := f.journal.AcceptByID(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Result != journal.AcceptPending {
+		t.Fatalf("an accept still in flight was settled as %q", got.Result)
+	}
+}
