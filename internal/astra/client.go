@@ -22,7 +22,9 @@ type Options struct {
 	WSURL     string // WebSocket base, e.g. "wss://prod.astra-api.dev/v2"
 	APIKey    string
 	AccountID string
-	// Timeout bounds one request attempt (default 10s).
+	// Timeout bounds one request attempt (default 10s): the wait for the
+	// answer's headers, and then each stall while its body streams (a long
+	// history may take longer than Timeout in all, but never stalls that long).
 	Timeout time.Duration
 	// HTTPClient is optional; its Timeout is not used (Timeout above is).
 	HTTPClient *http.Client
@@ -30,6 +32,18 @@ type Options struct {
 	// template (e.g. "/balances/{account_id}"), the status code as text or
 	// "error" when no response arrived, and the attempt's duration.
 	Observe func(endpoint, code string, d time.Duration)
+
+	// MaxAttempts bounds the attempts of one GET (default DefaultMaxAttempts).
+	// POSTs are always sent once.
+	MaxAttempts int
+	// RetryBase and RetryCap shape the full-jitter backoff between GET
+	// attempts (defaults DefaultRetryBase, DefaultRetryCap).
+	RetryBase time.Duration
+	RetryCap  time.Duration
+	// MaxRetryAfter is the longest Retry-After the client waits out before a
+	// retry; a longer one ends the call with the desk's error (default
+	// DefaultMaxRetryAfter).
+	MaxRetryAfter time.Duration
 }
 
 // Client talks to the Astra desk. Safe for concurrent use.
@@ -55,10 +69,30 @@ func New(o Options) (*Client, error) {
 	if o.Timeout <= 0 {
 		o.Timeout = 10 * time.Second
 	}
-	hc := o.HTTPClient
-	if hc == nil {
+	if o.MaxAttempts <= 0 {
+		o.MaxAttempts = DefaultMaxAttempts
+	}
+	if o.RetryBase <= 0 {
+		o.RetryBase = DefaultRetryBase
+	}
+	if o.RetryCap <= 0 {
+		o.RetryCap = DefaultRetryCap
+	}
+	if o.MaxRetryAfter <= 0 {
+		o.MaxRetryAfter = DefaultMaxRetryAfter
+	}
+	var hc *http.Client
+	if o.HTTPClient != nil {
+		c := *o.HTTPClient // a copy: the caller's client is not changed
+		hc = &c
+	} else {
 		hc = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
 	}
+	// Redirects are not followed: net/http would re-send the custom key
+	// header to whatever host a redirect names, and would turn a POST into
+	// a GET. A 3xx is reported as an APIError instead.
+	hc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	hc.Timeout = 0 // Options.Timeout bounds each attempt; see rest.go
 	o.BaseURL = strings.TrimRight(o.BaseURL, "/")
 	o.WSURL = strings.TrimRight(o.WSURL, "/")
 	return &Client{

@@ -3,6 +3,7 @@ package config
 import (
 	"time"
 
+	"github.com/paulmach/orb"
 	"github.com/shopspring/decimal"
 )
 
@@ -72,6 +73,8 @@ type Region struct {
 	Name    string
 	BBox    []float64 // minLng, minLat, maxLng, maxLat; nil when GeoJSON is set
 	GeoJSON string
+
+	geom orb.Geometry // parsed GeoJSON, set by validation; see Geometry
 }
 
 // Sides of a program.

@@ -17,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
@@ -69,6 +70,7 @@ type Journal struct {
 	r        *sql.DB
 	wsem     chan struct{}
 
+	opened    atomic.Bool
 	closeOnce sync.Once
 	closeErr  error
 	closed    chan struct{}
@@ -109,8 +111,35 @@ func openPool(path string, conns int, params ...string) (*sql.DB, error) {
 	return db, nil
 }
 
+// ErrNotOpen: the journal was built with New and not started yet.
+var ErrNotOpen = errors.New("journal: not open yet")
+
+// New returns a journal for path that opens on Start: for the fx app, whose
+// constructors do no I/O. Every method before Start returns ErrNotOpen.
+func New(path string) *Journal {
+	return &Journal{path: path, wsem: make(chan struct{}, 1), closed: make(chan struct{})}
+}
+
+// Start opens and migrates the journal built with New.
+func (j *Journal) Start(ctx context.Context) error {
+	j.opened.Store(true) // open() migrates through the write path
+	return j.open()
+}
+
+// Stop closes it; safe twice.
+func (j *Journal) Stop(ctx context.Context) error { return j.Close() }
+
 // Open opens (creating if needed) and migrates the journal at path.
 func Open(path string) (*Journal, error) {
+	j := New(path)
+	if err := j.Start(context.Background()); err != nil {
+		return nil, err
+	}
+	return j, nil
+}
+
+func (j *Journal) open() error {
+	path := j.path
 	common := []string{
 		fmt.Sprintf("_pragma=busy_timeout(%d)", busyTimeoutMillis),
 		"_pragma=foreign_keys(1)",
@@ -119,38 +148,41 @@ func Open(path string) (*Journal, error) {
 		// never fails half way when upgrading a read lock to a write lock.
 		"_txlock=immediate",
 	}
-	j := &Journal{path: path, wsem: make(chan struct{}, 1), closed: make(chan struct{})}
 	var err error
 	if j.full, err = openPool(path, 1, append(common, "_pragma=synchronous(FULL)")...); err != nil {
-		return nil, fmt.Errorf("journal: open %s: %w", path, err)
+		return fmt.Errorf("journal: open %s: %w", path, err)
 	}
 	if j.w, err = openPool(path, 1, append(common, "_pragma=synchronous(NORMAL)")...); err != nil {
 		j.Close()
-		return nil, fmt.Errorf("journal: open %s: %w", path, err)
+		return fmt.Errorf("journal: open %s: %w", path, err)
 	}
 	if j.r, err = openPool(path, readConns,
 		fmt.Sprintf("_pragma=busy_timeout(%d)", busyTimeoutMillis),
 		"_pragma=query_only(1)",
 	); err != nil {
 		j.Close()
-		return nil, fmt.Errorf("journal: open %s: %w", path, err)
+		return fmt.Errorf("journal: open %s: %w", path, err)
 	}
 
 	ctx := context.Background()
 	var mode string
 	if err := j.full.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
 		j.Close()
-		return nil, fmt.Errorf("journal: open %s: %w", path, err)
+		return fmt.Errorf("journal: open %s: %w", path, err)
 	}
 	if mode != "wal" {
 		j.Close()
-		return nil, fmt.Errorf("journal: open %s: journal_mode is %q, want wal (filesystem without shared memory?)", path, mode)
+		return fmt.Errorf("journal: open %s: journal_mode is %q, want wal (filesystem without shared memory?)", path, mode)
 	}
 	if err := j.migrate(ctx); err != nil {
 		j.Close()
-		return nil, fmt.Errorf("journal: open %s: %w", path, err)
+		return fmt.Errorf("journal: open %s: %w", path, err)
 	}
-	return j, nil
+	if err := j.markCreated(ctx); err != nil {
+		j.Close()
+		return fmt.Errorf("journal: open %s: %w", path, err)
+	}
+	return nil
 }
 
 // OpenReadOnly opens an existing journal without writing to it (replay beside
@@ -162,6 +194,7 @@ func OpenReadOnly(path string) (*Journal, error) {
 		return nil, fmt.Errorf("journal: open read-only %s: %w", path, err)
 	}
 	j := &Journal{path: path, readOnly: true, closed: make(chan struct{})}
+	j.opened.Store(true)
 	var err error
 	if j.r, err = openPool(path, readConns,
 		"mode=ro",
@@ -196,6 +229,9 @@ func (j *Journal) Close() error {
 }
 
 func (j *Journal) isClosed() bool {
+	if !j.opened.Load() {
+		return true
+	}
 	select {
 	case <-j.closed:
 		return true

@@ -82,6 +82,7 @@ func newFixture(t *testing.T) *fixture {
 		Metrics: m,
 		Desk:    client,
 		Journal: j,
+		Epoch:   j.Epoch,
 		// The reconciler judges a little later than the events: accepts
 		// younger than its grace period are left alone.
 		Now: func() time.Time { return clk.Now().Add(time.Minute) },

@@ -1,0 +1,156 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"go.uber.org/fx"
+	"go.uber.org/fx/fxevent"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"treasuryd/internal/astra"
+	"treasuryd/internal/astral"
+	"treasuryd/internal/compliance"
+	"treasuryd/internal/config"
+	"treasuryd/internal/journal"
+	"treasuryd/internal/ledger"
+	"treasuryd/internal/metrics"
+	"treasuryd/internal/operator"
+	"treasuryd/internal/strategy"
+	"treasuryd/internal/withdraw"
+)
+
+// startTimeout bounds OnStart: opening the journal and binding the listener
+// take milliseconds; anything slower is a broken disk or port.
+const startTimeout = 30 * time.Second
+
+// appOptions composes the daemon: each package's fx.Module, plus the values
+// only the command line knows (the loaded policy, its path, the key) and the
+// glue that hands the gate and the kill switch to their consumers as the
+// small interfaces those packages declare.
+func appOptions(p *config.Policy, path, apiKey string, log *zap.Logger) fx.Option {
+	return fx.Options(
+		fx.WithLogger(func() fxevent.Logger {
+			l := &fxevent.ZapLogger{Logger: log.Named("fx")}
+			l.UseLogLevel(zapcore.DebugLevel) // fx's own events are noise at info
+			return l
+		}),
+		fx.StartTimeout(startTimeout),
+		fx.StopTimeout(p.ShutdownTimeout),
+		fx.Supply(p, log, metrics.BuildVersion(version), config.Path(path), journal.Path(p.State.Path)),
+		fx.Provide(
+			func(m *metrics.Metrics) astra.Options {
+				return astra.Options{BaseURL: p.Astra.BaseURL, WSURL: p.Astra.WSURL, APIKey: apiKey, AccountID: p.AccountID,
+					Timeout: p.Astra.RequestTimeout, Observe: astra.ObserveFunc(m.ObserveAPI)}
+			},
+			func(m *metrics.Metrics) astral.Options {
+				return astral.Options{BaseURL: p.Astral.BaseURL, Timeout: p.Astral.RequestTimeout, Observe: astral.ObserveFunc(m.ObserveAPI)}
+			},
+			func() operator.Config {
+				return operator.Config{Listen: p.HTTP.Listen, AdminToken: p.AdminToken()}
+			},
+			fx.Annotate(func(g compliance.Opener) compliance.Opener { return g },
+				fx.As(new(strategy.Gate)), fx.As(new(withdraw.Gate))),
+			fx.Annotate(func(s *operator.Switch) *operator.Switch { return s },
+				fx.As(new(strategy.Pauser)), fx.As(new(withdraw.Pauser))),
+			statusSources,
+		),
+		metrics.Module,
+		config.Module,
+		journal.Module,
+		astra.Module,
+		astral.Module,
+		compliance.Module,
+		operator.Module,
+		strategy.Module,
+		withdraw.Module,
+		ledger.Module,
+		fx.Invoke(func(*operator.Server, *strategy.Engine, *withdraw.Rebalancer, *ledger.Reconciler) {}),
+	)
+}
+
+// statusSources feeds /status and /readyz from the running parts.
+func statusSources(j *journal.Journal, e *strategy.Engine, g *compliance.Gate, gate compliance.Opener,
+	rb *withdraw.Rebalancer, rec *ledger.Reconciler) operator.Sources {
+	return operator.Sources{
+		Programs: func() any { return e.Status() },
+		Compliance: func() any {
+			if _, enabled := gate.(*compliance.Gate); enabled {
+				return g.Status()
+			}
+			open, reason := gate.Open()
+			return map[string]any{"open": open, "reason": reason}
+		},
+		Withdrawals: func() any { return rb.Status() },
+		Reconcile:   func() any { return rec.Status() },
+		Ready: map[string]func() bool{
+			"journal":  func() bool { _, err := j.Paused(context.Background()); return err == nil },
+			"balances": e.Ready,
+		},
+	}
+}
+
+// cmdRun runs the daemon until SIGTERM or SIGINT.
+func cmdRun(c *common, _ []string, stdout, stderr io.Writer) int {
+	p, ok := c.loadPolicy(stderr)
+	if !ok {
+		return exitUsage
+	}
+	log := c.logger(stderr)
+	defer log.Sync()
+	apiKey, err := p.APIKey()
+	if err != nil {
+		log.Error("no API key", zap.Error(err))
+		return exitUsage
+	}
+	var sb *sandbox
+	if p.Sandbox != nil {
+		if sb, err = startSandbox(p, apiKey, log.Named("sandbox")); err != nil {
+			log.Error("sandbox did not start", zap.Error(err))
+			return exitRuntime
+		}
+		defer sb.Close()
+	}
+	app := fx.New(appOptions(p, c.configPath, apiKey, log))
+	if err := app.Err(); err != nil {
+		log.Error("daemon not built", zap.Error(err))
+		return exitRuntime
+	}
+	startCtx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	err = app.Start(startCtx)
+	cancel()
+	if err != nil {
+		log.Error("daemon did not start", zap.Error(err))
+		stopCtx, cancel := context.WithTimeout(context.Background(), p.ShutdownTimeout)
+		app.Stop(stopCtx)
+		cancel()
+		return exitRuntime
+	}
+	log.Info("treasuryd running", zap.String("version", version), zap.String("account", p.AccountID),
+		zap.Int("programs", len(p.Programs)), zap.Int("rules", len(p.Rebalance.Rules)), zap.Bool("dry_run", p.DryRun),
+		zap.Bool("sandbox", p.Sandbox != nil))
+
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sig)
+	s := <-sig
+	log.Info("stopping", zap.String("signal", s.String()), zap.Duration("timeout", p.ShutdownTimeout))
+	// Leave a little of the timeout for closing the journal and exiting.
+	stopCtx, cancel := context.WithTimeout(context.Background(), p.ShutdownTimeout)
+	defer cancel()
+	if err := app.Stop(stopCtx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		log.Error("stopped with errors", zap.Error(err))
+		return exitRuntime
+	}
+	log.Info("stopped")
+	return exitOK
+}
+
+var _ = fmt.Sprint

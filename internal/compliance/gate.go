@@ -1,0 +1,406 @@
+package compliance
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"treasuryd/internal/astral"
+	"treasuryd/internal/config"
+	"treasuryd/internal/metrics"
+)
+
+const (
+	// refreshTimeout bounds one refresh (list walk, re-read, retries) so a
+	// hung index cannot stall the loop; the last good proof still ages out
+	// on its own meanwhile, because Open computes age from the clock.
+	refreshTimeout = 30 * time.Second
+	// defaultRefreshInterval applies when the policy leaves it unset.
+	defaultRefreshInterval = time.Minute
+	// configTimeout bounds the one /api/v0/config read at start.
+	configTimeout = 15 * time.Second
+)
+
+// Index is what the gate needs from the Astral index; *astral.Client
+// satisfies it.
+type Index interface {
+	Config(ctx context.Context) (astral.Config, error)
+	Proofs(ctx context.Context, q astral.Query, fn func(astral.Proof) error) error
+	Proof(ctx context.Context, uid string) (astral.Proof, error)
+}
+
+// Deps are the gate's collaborators.
+type Deps struct {
+	Log     *zap.Logger      // default: no-op
+	Metrics *metrics.Metrics // optional
+	Client  Index
+	// Config returns the current compliance section; it is called on every
+	// decision and refresh, so a reloaded policy takes effect at once.
+	Config func() config.Compliance
+	Now    func() time.Time // default time.Now
+}
+
+// Status is the gate as /status shows it.
+type Status struct {
+	Open            bool      `json:"open"`
+	Reason          string    `json:"reason"`
+	ProofUID        string    `json:"proof_uid,omitempty"`
+	ProofAgeSeconds float64   `json:"proof_age_seconds"`
+	CheckedAt       time.Time `json:"checked_at"`
+	LastError       string    `json:"last_error,omitempty"`
+}
+
+// verdict is a cached identity/place result for one proof under one policy.
+type verdict struct {
+	proof           *astral.Proof
+	pol             *policy
+	identity, place string
+}
+
+// gateState is the last reported state, for change logging and the gauge.
+type gateState struct {
+	open   bool
+	reason string
+	uid    string
+}
+
+// Gate is the compliance gate. It starts closed and opens on the first good
+// refresh. Open is safe for concurrent use and cheap enough for the decision
+// path.
+type Gate struct {
+	d Deps
+
+	pol   atomic.Pointer[policy] // compiled policy for the current config
+	polMu sync.Mutex             // serialises recompiles
+
+	refreshMu sync.Mutex // one refresh at a time
+
+	mu          sync.RWMutex
+	proof       *astral.Proof // the proof in use: newest passing at the last good refresh
+	reason      string        // why there is no proof in use
+	failUID     string        // the proof that gave reason, if any
+	checkedAt   time.Time
+	lastErr     string
+	unreachable bool // the last refresh could not reach the index
+
+	last atomic.Pointer[gateState]
+
+	// cached holds the time-independent parts of the check of the proof in
+	// use under the current policy, so Open on the decision path only
+	// re-checks the proof's age (region tests cost far more).
+	cached atomic.Pointer[verdict]
+
+	lifeMu  sync.Mutex
+	cancel  context.CancelFunc
+	done    chan struct{}
+	stopped bool
+}
+
+// New builds a closed gate. It does no I/O.
+func New(d Deps) *Gate {
+	if d.Log == nil {
+		d.Log = zap.NewNop()
+	}
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	g := &Gate{d: d, reason: ReasonNoProof}
+	g.last.Store(&gateState{open: false, reason: ReasonNoProof})
+	if d.Metrics != nil {
+		d.Metrics.ComplianceGateOpen.Set(0)
+	}
+	return g
+}
+
+// AlwaysOpen is the gate when compliance is disabled by policy.
+type AlwaysOpen struct{}
+
+// Open always allows.
+func (AlwaysOpen) Open() (bool, string) { return true, ReasonDisabled }
+
+// policyFor returns the compiled policy for cfg, compiling only when the
+// section changed.
+func (g *Gate) policyFor(cfg config.Compliance) *policy {
+	if p := g.pol.Load(); p != nil && p.matches(cfg) {
+		return p
+	}
+	g.polMu.Lock()
+	defer g.polMu.Unlock()
+	if p := g.pol.Load(); p != nil && p.matches(cfg) {
+		return p
+	}
+	p := compile(cfg)
+	for _, err := range p.errs {
+		// Validation should have refused this policy; fail closed and say so.
+		g.d.Log.Error("compliance region does not compile; gate fails closed for it", zap.Error(err))
+	}
+	g.pol.Store(p)
+	return p
+}
+
+// Open reports whether value-moving actions are allowed now, and why not.
+// It re-checks the proof in use against the current policy and clock, so a
+// proof that aged past max_proof_age since the last refresh closes the gate
+// without waiting for the next one.
+func (g *Gate) Open() (bool, string) {
+	open, reason, _, _ := g.evaluate(g.d.Now())
+	return open, reason
+}
+
+func (g *Gate) evaluate(now time.Time) (open bool, reason, uid string, proof *astral.Proof) {
+	cfg := g.d.Config()
+	if !cfg.Enabled {
+		g.note(true, ReasonDisabled, "")
+		return true, ReasonDisabled, "", nil
+	}
+	pol := g.policyFor(cfg)
+	g.mu.RLock()
+	proof, reason, uid, unreachable := g.proof, g.reason, g.failUID, g.unreachable
+	g.mu.RUnlock()
+	if proof == nil {
+		g.note(false, reason, uid)
+		return false, reason, uid, nil
+	}
+	v := g.cached.Load()
+	if v == nil || v.proof != proof || v.pol != pol {
+		v = &verdict{proof: proof, pol: pol, identity: pol.identity(*proof), place: pol.place(*proof)}
+		g.cached.Store(v)
+	}
+	open, reason = verdictOf(v.identity, v.place, proof.EventTimestamp, pol.src.MaxProofAge, now)
+	if !open && unreachable && reason == ReasonTooOld {
+		reason = ReasonUnreachable
+	}
+	g.note(open, reason, proof.UID)
+	return open, reason, proof.UID, proof
+}
+
+// note logs and meters a change of the gate's state.
+func (g *Gate) note(open bool, reason, uid string) {
+	cur := g.last.Load()
+	if cur.open == open && cur.reason == reason && cur.uid == uid {
+		return
+	}
+	if !g.last.CompareAndSwap(cur, &gateState{open: open, reason: reason, uid: uid}) {
+		return // another caller reported a newer state
+	}
+	if g.d.Metrics != nil {
+		if open {
+			g.d.Metrics.ComplianceGateOpen.Set(1)
+		} else {
+			g.d.Metrics.ComplianceGateOpen.Set(0)
+		}
+	}
+	fields := []zap.Field{zap.String("reason", reason), zap.String("proof_uid", uid)}
+	switch {
+	case open && !cur.open:
+		g.d.Log.Info("compliance gate opened", fields...)
+	case open:
+		g.d.Log.Info("compliance gate open on another proof", fields...)
+	case cur.open:
+		g.d.Log.Warn("compliance gate closed", fields...)
+	default:
+		g.d.Log.Warn("compliance gate still closed, reason changed", fields...)
+	}
+}
+
+// Status is the gate's state now.
+func (g *Gate) Status() Status {
+	now := g.d.Now()
+	open, reason, uid, proof := g.evaluate(now)
+	g.mu.RLock()
+	s := Status{Open: open, Reason: reason, ProofUID: uid, CheckedAt: g.checkedAt, LastError: g.lastErr}
+	g.mu.RUnlock()
+	if proof != nil {
+		s.ProofAgeSeconds = now.Sub(proof.EventTimestamp).Seconds()
+	}
+	return s
+}
+
+// Refresh fetches the subject's proofs newer than max_proof_age, picks the
+// newest that passes every check, and re-reads it by uid so a revocation the
+// list has not caught up with still closes the gate. If the index cannot be
+// reached, the last good proof stays in use (Open still ages it out). The
+// error is the index's, for the caller to log.
+func (g *Gate) Refresh(ctx context.Context) error {
+	g.refreshMu.Lock()
+	defer g.refreshMu.Unlock()
+	cfg := g.d.Config()
+	now := g.d.Now()
+	if !cfg.Enabled {
+		g.evaluate(now)
+		return nil
+	}
+	pol := g.policyFor(cfg)
+
+	best, failReason, failUID, err := g.find(ctx, cfg, pol, now)
+	if err == nil && best != nil {
+		again, rerr := g.d.Client.Proof(ctx, best.UID)
+		switch {
+		case errors.Is(rerr, astral.ErrNotFound):
+			failReason, failUID, best = ReasonNoProof, best.UID, nil
+		case rerr != nil:
+			err = rerr
+		default:
+			if ok, r := pol.check(again, now); ok {
+				best = &again
+			} else {
+				failReason, failUID, best = r, again.UID, nil
+			}
+		}
+	}
+
+	result := ReasonPass
+	g.mu.Lock()
+	g.checkedAt = now
+	if err != nil {
+		result = ReasonUnreachable
+		g.lastErr = err.Error()
+		g.unreachable = true
+		if g.proof == nil {
+			g.reason, g.failUID = ReasonUnreachable, ""
+		}
+	} else {
+		g.lastErr = ""
+		g.unreachable = false
+		g.proof = best
+		if best == nil {
+			result = failReason
+			g.reason, g.failUID = failReason, failUID
+		}
+	}
+	g.mu.Unlock()
+
+	_, _, _, inUse := g.evaluate(now)
+	if m := g.d.Metrics; m != nil {
+		m.ComplianceChecks.WithLabelValues(result).Inc()
+		age := 0.0
+		if inUse != nil {
+			age = now.Sub(inUse.EventTimestamp).Seconds()
+		}
+		m.ComplianceProofAge.Set(age)
+	}
+	return err
+}
+
+// find walks the subject's recent proofs and returns the newest passing one,
+// or the reason (and uid) of the newest failing one.
+func (g *Gate) find(ctx context.Context, cfg config.Compliance, pol *policy, now time.Time) (best *astral.Proof, failReason, failUID string, err error) {
+	q := astral.Query{Subject: cfg.Subject, From: now.Add(-cfg.MaxProofAge)}
+	if len(cfg.Chains) == 1 {
+		q.Chain = cfg.Chains[0]
+	}
+	failReason = ReasonNoProof
+	var failAt time.Time
+	err = g.d.Client.Proofs(ctx, q, func(p astral.Proof) error {
+		ok, r := pol.check(p, now)
+		if ok {
+			if best == nil || p.EventTimestamp.After(best.EventTimestamp) {
+				cp := p
+				best = &cp
+			}
+			return nil
+		}
+		if failUID == "" || p.EventTimestamp.After(failAt) {
+			failReason, failUID, failAt = r, p.UID, p.EventTimestamp
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, "", "", err
+	}
+	return best, failReason, failUID, nil
+}
+
+// Start reads the index's configuration once (a configured chain it does not
+// support is a warning), then refreshes now and every refresh_interval in a
+// goroutine. It returns at once.
+func (g *Gate) Start(ctx context.Context) error {
+	g.lifeMu.Lock()
+	defer g.lifeMu.Unlock()
+	if g.cancel != nil || g.stopped {
+		return errors.New("compliance: gate already started or stopped")
+	}
+	loopCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	g.cancel = cancel
+	g.done = make(chan struct{})
+	go g.run(loopCtx, g.done)
+	return nil
+}
+
+// Stop ends the refresh loop and waits for it (bounded by ctx). Safe to call
+// twice. The gate keeps answering Open from its last state.
+func (g *Gate) Stop(ctx context.Context) error {
+	g.lifeMu.Lock()
+	g.stopped = true
+	cancel, done := g.cancel, g.done
+	g.lifeMu.Unlock()
+	if cancel == nil {
+		return nil
+	}
+	cancel()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (g *Gate) run(ctx context.Context, done chan struct{}) {
+	defer close(done)
+	g.checkChains(ctx)
+	for {
+		rctx, cancel := context.WithTimeout(ctx, refreshTimeout)
+		err := g.Refresh(rctx)
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			g.d.Log.Warn("compliance refresh failed", zap.Error(err))
+		}
+		interval := g.d.Config().RefreshInterval
+		if interval <= 0 {
+			interval = defaultRefreshInterval
+		}
+		t := time.NewTimer(interval)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// checkChains warns about configured chains the index does not support.
+func (g *Gate) checkChains(ctx context.Context) {
+	cfg := g.d.Config()
+	if !cfg.Enabled {
+		return
+	}
+	cctx, cancel := context.WithTimeout(ctx, configTimeout)
+	defer cancel()
+	ic, err := g.d.Client.Config(cctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			g.d.Log.Warn("astral index configuration unreadable; chains not checked", zap.Error(err))
+		}
+		return
+	}
+	supported := make(map[string]bool, len(ic.Chains))
+	for k, on := range ic.Chains {
+		supported[strings.ToLower(k)] = on
+	}
+	for _, c := range cfg.Chains {
+		if !supported[strings.ToLower(c)] {
+			g.d.Log.Warn("configured compliance chain is not supported by the astral index",
+				zap.String("chain", c), zap.String("index_version", ic.Version))
+		}
+	}
+}

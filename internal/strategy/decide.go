@@ -1,0 +1,561 @@
+// Package strategy decides, for every quote a program's stream delivers,
+// whether to accept it (SPEC 5.2), and runs the accept path: journal the
+// accept, send the quote back byte for byte, journal the result.
+//
+// The decision (Program.Decide) is a pure function of the program's state,
+// the quote, the outside state in Env and the clock, so that `replay` runs the
+// very same code over recorded frames. It promises: every quote gets exactly
+// one outcome, checked in a fixed order; nothing expiring, outside the limit
+// or the reference rule, within cooldown, beyond the target, the daily cap or
+// the reserve is ever accepted; and it never divides (price comparisons are
+// cross-multiplied), so it stays within the SPEC 8 budget.
+package strategy
+
+import (
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/shopspring/decimal"
+
+	"treasuryd/internal/astra"
+	"treasuryd/internal/config"
+	"treasuryd/internal/journal"
+)
+
+// Outcomes of a decision, checked in exactly this order; the first failing
+// check names the outcome (SPEC 5.2). They are the values of the outcome
+// label of treasuryd_quote_decisions_total.
+const (
+	OutcomeInvalid       = "invalid"
+	OutcomePaused        = "paused"
+	OutcomeCompliance    = "compliance"
+	OutcomeExpiring      = "expiring"
+	OutcomeLimitPrice    = "limit_price"
+	OutcomeReference     = "reference"
+	OutcomeCooldown      = "cooldown"
+	OutcomeTargetReached = "target_reached"
+	OutcomeDailyCap      = "daily_cap"
+	OutcomeReserve       = "reserve"
+	OutcomeInFlight      = "in_flight"
+	OutcomeAccepted      = "accepted"
+	OutcomeDryRun        = "dry_run"
+)
+
+// Outcomes lists every outcome in check order.
+var Outcomes = []string{
+	OutcomeInvalid, OutcomePaused, OutcomeCompliance, OutcomeExpiring, OutcomeLimitPrice,
+	OutcomeReference, OutcomeCooldown, OutcomeTargetReached, OutcomeDailyCap, OutcomeReserve,
+	OutcomeInFlight, OutcomeAccepted, OutcomeDryRun,
+}
+
+// Env is the outside state a decision sees. The daemon fills it from the
+// pause flag, the compliance gate, the polled balance and its in-flight flag;
+// replay fills it from the recording.
+type Env struct {
+	Paused       bool
+	GateOpen     bool
+	GateReason   string
+	Balance      decimal.Decimal // balance of the asset the program sells
+	BalanceKnown bool
+	InFlight     bool // an accept of this program is in flight
+	DryRun       bool // the policy's global dry_run
+}
+
+// Decision is the outcome of one quote and why. Reason is static text (or
+// the gate's own reason), so deciding formats nothing.
+type Decision struct {
+	Outcome string
+	Reason  string
+}
+
+// Accepted reports whether the decision is to send the accept.
+func (d Decision) Accepted() bool { return d.Outcome == OutcomeAccepted }
+
+const (
+	// refCapacity bounds a program's reference window. The median of the
+	// newest 1024 quotes is as good a reference as the median of more (the
+	// sandbox streams 1 quote/s, so a 5m window holds 300), and keeping the
+	// sorted copy this small keeps an insert's memmove at a few hundred
+	// nanoseconds. When the window holds more quotes than this, the oldest
+	// are dropped early.
+	refCapacity = 1024
+	// maxDailyAccepts bounds the rolling-24h notional entries of a program
+	// (about one accept every 1.3 s all day long). The entries cannot be
+	// dropped without undercounting the cap, so a full list refuses further
+	// accepts with daily_cap instead: the safe side.
+	maxDailyAccepts = 1 << 16
+	// dailyWindow is the rolling window of max_daily_notional.
+	dailyWindow = 24 * time.Hour
+)
+
+// bpsExp scales basis points to a fraction: a basis point is 10^-4.
+const bpsExp = -4
+
+var (
+	half = decimal.New(5, -1)
+	two  = decimal.NewFromInt(2)
+)
+
+// Program is one trading program's decision state: its policy, the bounds
+// precomputed from it, and its progress (last accept, executed base, rolling
+// 24h notional, reference window). Decide runs on the stream's goroutine,
+// Commit and Release on the accept path's; a mutex orders them.
+type Program struct {
+	cfg       config.Program
+	sell      bool
+	fixedBase bool // size program: the base quantity is fixed; else notional: the quote quantity is
+	// limitBound is limit × size for a size program: the quote quantity a
+	// quote must reach (sell) or not exceed (buy), so no price is computed.
+	limitBound decimal.Decimal
+	// sizeReserve is size + reserve for a size sell program: the balance the
+	// base asset must have.
+	sizeReserve decimal.Decimal
+	refOn       bool
+	refFactor   decimal.Decimal // 1 ± min_improvement_bps/10000
+	refHalf     decimal.Decimal // refFactor / 2, for an even window's median
+	minValidity int64           // nanoseconds
+
+	mu         sync.Mutex
+	hasAccept  bool
+	lastAccept time.Time
+	executed   decimal.Decimal
+	daily      []dailyEntry // oldest first, from dailyHead on
+	dailyHead  int
+	dailySum   decimal.Decimal
+	// targetRoom (target − executed) and dailyRoom (cap − dailySum) change
+	// only when progress does, so a decision compares instead of adding.
+	targetRoom decimal.Decimal
+	dailyRoom  decimal.Decimal
+	ref        refWindow
+	// The reference threshold of a size program for the median keys
+	// thrA, thrB (equal for an odd count): the median rarely moves between
+	// two quotes, and then the multiplication is skipped.
+	thrOK      bool
+	thrA, thrB decimal.Decimal
+	thr        decimal.Decimal
+}
+
+type dailyEntry struct {
+	at       int64 // unix nanoseconds
+	notional decimal.Decimal
+}
+
+// NewProgram builds the decision state of one program. accountID is kept for
+// symmetry with the stream request; the decision itself does not need it.
+func NewProgram(accountID string, cfg config.Program) *Program {
+	_ = accountID
+	p := &Program{
+		cfg:         cfg,
+		sell:        cfg.Side == config.SideSell,
+		fixedBase:   !cfg.Size.IsZero(),
+		minValidity: int64(cfg.MinValidity),
+	}
+	if p.fixedBase {
+		p.limitBound = cfg.LimitPrice.Mul(cfg.Size)
+		p.sizeReserve = cfg.Size.Add(cfg.Reserve)
+	}
+	if cfg.Reference != nil && cfg.Reference.Window > 0 {
+		p.refOn = true
+		imp := cfg.Reference.MinImprovementBps.Shift(bpsExp)
+		if p.sell {
+			p.refFactor = decimal.NewFromInt(1).Add(imp)
+		} else {
+			p.refFactor = decimal.NewFromInt(1).Sub(imp)
+		}
+		p.refHalf = p.refFactor.Mul(half)
+		p.ref.window = int64(cfg.Reference.Window)
+	}
+	p.rooms()
+	return p
+}
+
+// Config is the program's policy.
+func (p *Program) Config() config.Program { return p.cfg }
+
+// Quantities returns the base and quote asset quantities of q for this
+// program: a sell program sells base (the quote's "to") for quote (its
+// "from"), a buy program the reverse (SPEC 2).
+func (p *Program) Quantities(q *astra.Quote) (base, quote decimal.Decimal) {
+	if p.sell {
+		return q.ToQty, q.FromQty
+	}
+	return q.FromQty, q.ToQty
+}
+
+// Decide gives q exactly one outcome (SPEC 5.2). qErr is the stream's
+// validation error for q (nil when valid). now is the decision time. A valid
+// quote joins the reference window after it is decided. Decide never commits
+// an accept: the caller calls Commit when it acts on an accepted (or, for
+// replay, would-be) decision.
+func (p *Program) Decide(q *astra.Quote, qErr error, env Env, now time.Time) Decision {
+	if qErr != nil || q == nil {
+		return Decision{OutcomeInvalid, "quote failed validation"}
+	}
+	base, quote := p.Quantities(q)
+	if base.Sign() <= 0 || quote.Sign() <= 0 || (p.fixedBase && cmp(base, p.cfg.Size) != 0) ||
+		(!p.fixedBase && cmp(quote, p.cfg.Notional) != 0) {
+		// quotes.Validate refuses these; checked again because the
+		// precomputed bounds below rely on the fixed side.
+		return Decision{OutcomeInvalid, "quote quantities do not match the program"}
+	}
+	nowNanos := now.UnixNano()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.refOn {
+		p.ref.evict(nowNanos)
+	}
+	d := p.decideLocked(q, base, quote, env, now, nowNanos)
+	if p.refOn {
+		if p.fixedBase {
+			p.ref.insert(nowNanos, quote)
+		} else {
+			p.ref.insert(nowNanos, base)
+		}
+	}
+	return d
+}
+
+func (p *Program) decideLocked(q *astra.Quote, base, quote decimal.Decimal, env Env, now time.Time, nowNanos int64) Decision {
+	if env.Paused {
+		return Decision{OutcomePaused, "paused by the kill switch"}
+	}
+	if !env.GateOpen {
+		if env.GateReason != "" {
+			return Decision{OutcomeCompliance, env.GateReason}
+		}
+		return Decision{OutcomeCompliance, "compliance gate closed"}
+	}
+	if remainingNanos(q.ExpiryMicros, nowNanos) < p.minValidity {
+		return Decision{OutcomeExpiring, "less than min_validity left before expiry"}
+	}
+	if !p.withinLimit(base, quote) {
+		if p.sell {
+			return Decision{OutcomeLimitPrice, "price below limit_price"}
+		}
+		return Decision{OutcomeLimitPrice, "price above limit_price"}
+	}
+	if p.refOn && !p.beatsReference(base, quote) {
+		return Decision{OutcomeReference, "price does not beat the median of recent quotes by min_improvement_bps"}
+	}
+	if p.hasAccept && now.Sub(p.lastAccept) < p.cfg.Cooldown {
+		return Decision{OutcomeCooldown, "within cooldown of the last accept"}
+	}
+	if !p.cfg.Target.IsZero() && cmp(base, p.targetRoom) > 0 {
+		return Decision{OutcomeTargetReached, "executed base plus this quote would exceed target"}
+	}
+	if !p.cfg.MaxDailyNotional.IsZero() {
+		p.evictDaily(nowNanos)
+		if len(p.daily)-p.dailyHead >= maxDailyAccepts {
+			return Decision{OutcomeDailyCap, "too many accepts in the last 24h to track"}
+		}
+		if cmp(quote, p.dailyRoom) > 0 {
+			return Decision{OutcomeDailyCap, "24h notional plus this quote would exceed max_daily_notional"}
+		}
+	}
+	if !env.BalanceKnown {
+		return Decision{OutcomeReserve, "balance of the asset sold is not known yet"}
+	}
+	if !p.keepsReserve(base, quote, env.Balance) {
+		return Decision{OutcomeReserve, "balance of the asset sold would fall below reserve"}
+	}
+	if env.InFlight {
+		return Decision{OutcomeInFlight, "an accept of this program is in flight"}
+	}
+	if env.DryRun || p.cfg.DryRun {
+		return Decision{OutcomeDryRun, "would accept; dry run"}
+	}
+	return Decision{OutcomeAccepted, "all checks passed"}
+}
+
+// remainingNanos is expiry − now in nanoseconds, saturating instead of
+// overflowing for absurd expiries.
+func remainingNanos(expiryMicros, nowNanos int64) int64 {
+	const maxMicros = (1<<63 - 1) / 1000
+	if expiryMicros > maxMicros {
+		return 1<<63 - 1
+	}
+	if expiryMicros < -maxMicros {
+		return -1 << 63
+	}
+	return expiryMicros*1000 - nowNanos
+}
+
+// withinLimit: sell accepts price >= limit, buy price <= limit, with price =
+// quote/base compared as quote vs limit × base.
+func (p *Program) withinLimit(base, quote decimal.Decimal) bool {
+	bound := p.limitBound
+	if !p.fixedBase {
+		bound = p.cfg.LimitPrice.Mul(base)
+	}
+	c := cmp(quote, bound)
+	if p.sell {
+		return c >= 0
+	}
+	return c <= 0
+}
+
+// beatsReference: sell needs price >= median × (1 + bps/10000), buy price <=
+// median × (1 − bps/10000), over the valid quotes of the window before this
+// one; an empty window passes. Prices are never computed:
+//   - size program (base fixed at B): price_i = Q_i/B, so the median price is
+//     median(Q)/B and the test is Q against median(Q) × factor;
+//   - notional program (quote fixed at N): price_i = N/b_i, ordered inversely
+//     to b_i, so the median price is N/b_m (odd count) or
+//     N(b_a+b_b)/(2·b_a·b_b) (even count), and the test cross-multiplies.
+func (p *Program) beatsReference(base, quote decimal.Decimal) bool {
+	w := &p.ref
+	n := len(w.sorted)
+	if n == 0 {
+		return true
+	}
+	var c int
+	if p.fixedBase {
+		a, b := w.sorted[(n-1)/2], w.sorted[n/2]
+		if !p.thrOK || cmp(a, p.thrA) != 0 || cmp(b, p.thrB) != 0 {
+			if n%2 == 1 {
+				p.thr = a.Mul(p.refFactor)
+			} else {
+				p.thr = a.Add(b).Mul(p.refHalf)
+			}
+			p.thrOK, p.thrA, p.thrB = true, a, b
+		}
+		c = cmp(quote, p.thr)
+	} else {
+		// c compares price with median × factor: N/b vs factor·N/b_m is
+		// b_m vs factor·b, and the even case multiplies both sides out.
+		if n%2 == 1 {
+			c = cmp(w.sorted[n/2], base.Mul(p.refFactor))
+		} else {
+			a, b := w.sorted[n/2-1], w.sorted[n/2]
+			c = cmp(two.Mul(a).Mul(b), base.Mul(p.refFactor).Mul(a.Add(b)))
+		}
+	}
+	if p.sell {
+		return c >= 0
+	}
+	return c <= 0
+}
+
+// keepsReserve: the balance of the asset sold minus the amount sold must stay
+// at or above reserve.
+func (p *Program) keepsReserve(base, quote, balance decimal.Decimal) bool {
+	if p.sell && p.fixedBase {
+		return cmp(balance, p.sizeReserve) >= 0
+	}
+	sold := quote
+	if p.sell {
+		sold = base
+	}
+	return cmp(balance, sold.Add(p.cfg.Reserve)) >= 0
+}
+
+// Commit counts an accept (real or, in replay, would-be) of q decided at now:
+// it starts the cooldown and adds to the executed base and the rolling 24h
+// notional, so the caps count it while its result is pending or unknown.
+func (p *Program) Commit(q *astra.Quote, now time.Time) {
+	base, quote := p.Quantities(q)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.startCooldown(now)
+	p.addProgress(base, quote, now.UnixNano())
+}
+
+// CommitDryRun starts the cooldown for a dry-run would-be accept, in memory
+// only, so dry-run decisions look like the real ones would; it never touches
+// progress.
+func (p *Program) CommitDryRun(now time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.startCooldown(now)
+}
+
+// Release takes back the progress of an accept committed at `at` that turned
+// out rejected, error or missing: nothing was executed. The cooldown stays.
+func (p *Program) Release(baseQty, quoteQty decimal.Decimal, at time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.executed = p.executed.Sub(baseQty)
+	atNanos := at.UnixNano()
+	for i := len(p.daily) - 1; i >= p.dailyHead; i-- {
+		e := p.daily[i]
+		if e.at == atNanos && e.notional.Equal(quoteQty) {
+			copy(p.daily[i:], p.daily[i+1:])
+			p.daily[len(p.daily)-1] = dailyEntry{}
+			p.daily = p.daily[:len(p.daily)-1]
+			p.dailySum = p.dailySum.Sub(quoteQty)
+			break
+		}
+	}
+	p.rooms()
+}
+
+// Restore rebuilds the progress from the program's journaled accepts at
+// start: executed base and 24h notional from those that count (ok, pending,
+// unknown), the cooldown from the newest accept whatever its result.
+func (p *Program) Restore(accepts []journal.Accept) {
+	as := make([]journal.Accept, len(accepts))
+	copy(as, accepts)
+	sort.SliceStable(as, func(i, j int) bool { return as[i].SentAt.Before(as[j].SentAt) })
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.hasAccept, p.lastAccept = false, time.Time{}
+	p.executed, p.dailySum = decimal.Zero, decimal.Zero
+	p.daily, p.dailyHead = nil, 0
+	defer p.rooms()
+	if len(as) == 0 {
+		return
+	}
+	newest := as[len(as)-1].SentAt
+	p.startCooldown(newest)
+	horizon := newest.Add(-dailyWindow).UnixNano()
+	for _, a := range as {
+		if !a.Counts() {
+			continue
+		}
+		at := a.SentAt.UnixNano()
+		if at <= horizon {
+			// Older than 24h before the newest accept: only the target counts it.
+			p.executed = p.executed.Add(a.BaseQty)
+			continue
+		}
+		p.addProgress(a.BaseQty, a.QuoteQty, at)
+	}
+}
+
+func (p *Program) startCooldown(now time.Time) {
+	if !p.hasAccept || now.After(p.lastAccept) {
+		p.hasAccept, p.lastAccept = true, now
+	}
+}
+
+func (p *Program) addProgress(base, quote decimal.Decimal, atNanos int64) {
+	p.executed = p.executed.Add(base)
+	if p.dailyHead > 0 && p.dailyHead >= len(p.daily)/2 {
+		n := copy(p.daily, p.daily[p.dailyHead:])
+		clear(p.daily[n:])
+		p.daily, p.dailyHead = p.daily[:n], 0
+	}
+	p.daily = append(p.daily, dailyEntry{at: atNanos, notional: quote})
+	p.dailySum = p.dailySum.Add(quote)
+	p.rooms()
+}
+
+// rooms recomputes targetRoom and dailyRoom after progress changed.
+func (p *Program) rooms() {
+	p.targetRoom = p.cfg.Target.Sub(p.executed)
+	p.dailyRoom = p.cfg.MaxDailyNotional.Sub(p.dailySum)
+}
+
+// adopt takes over old's progress (cooldown, executed base, 24h notional):
+// a program changed by a reload keeps what it has done. The reference window
+// starts empty, as its rules may have changed.
+func (p *Program) adopt(old *Program) {
+	old.mu.Lock()
+	hasAccept, lastAccept, executed, dailySum := old.hasAccept, old.lastAccept, old.executed, old.dailySum
+	daily := append([]dailyEntry(nil), old.daily[old.dailyHead:]...)
+	old.mu.Unlock()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.hasAccept, p.lastAccept, p.executed, p.dailySum = hasAccept, lastAccept, executed, dailySum
+	p.daily, p.dailyHead = daily, 0
+	p.rooms()
+}
+
+// evictDaily drops notional entries 24h or older.
+func (p *Program) evictDaily(nowNanos int64) {
+	horizon := nowNanos - int64(dailyWindow)
+	evicted := false
+	for p.dailyHead < len(p.daily) && p.daily[p.dailyHead].at <= horizon {
+		p.dailySum = p.dailySum.Sub(p.daily[p.dailyHead].notional)
+		p.daily[p.dailyHead] = dailyEntry{}
+		p.dailyHead++
+		evicted = true
+	}
+	if evicted {
+		p.rooms()
+	}
+}
+
+// Progress is a program's progress at a point in time.
+type Progress struct {
+	Executed      decimal.Decimal // base executed (ok, pending and unknown accepts)
+	DailyNotional decimal.Decimal // quote-asset notional of the last 24h
+	LastAccept    time.Time       // zero when none
+}
+
+// Progress returns the program's progress as of now.
+func (p *Program) Progress(now time.Time) Progress {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.evictDaily(now.UnixNano())
+	pr := Progress{Executed: p.executed, DailyNotional: p.dailySum}
+	if p.hasAccept {
+		pr.LastAccept = p.lastAccept
+	}
+	return pr
+}
+
+// refWindow holds the keys (the varying quantity: quote for size programs,
+// base for notional ones) of the valid quotes of the last reference.window,
+// in arrival order (a ring, for eviction) and sorted (for the median). An
+// insert or eviction is a binary search and one memmove, never a sort.
+type refWindow struct {
+	window int64 // nanoseconds
+	at     []int64
+	keys   []decimal.Decimal
+	head   int // index of the oldest entry in at/keys
+	n      int
+	sorted []decimal.Decimal
+}
+
+func (w *refWindow) evict(nowNanos int64) {
+	horizon := nowNanos - w.window
+	for w.n > 0 && w.at[w.head] <= horizon {
+		w.pop()
+	}
+}
+
+func (w *refWindow) pop() {
+	k := w.keys[w.head]
+	w.keys[w.head] = decimal.Decimal{}
+	w.head = (w.head + 1) % len(w.at)
+	w.n--
+	i := sort.Search(len(w.sorted), func(i int) bool { return cmp(w.sorted[i], k) >= 0 })
+	copy(w.sorted[i:], w.sorted[i+1:])
+	w.sorted[len(w.sorted)-1] = decimal.Decimal{}
+	w.sorted = w.sorted[:len(w.sorted)-1]
+}
+
+func (w *refWindow) insert(nowNanos int64, k decimal.Decimal) {
+	if w.n == refCapacity {
+		w.pop()
+	}
+	if w.n == len(w.at) {
+		w.grow()
+	}
+	tail := (w.head + w.n) % len(w.at)
+	w.at[tail], w.keys[tail] = nowNanos, k
+	w.n++
+	i := sort.Search(len(w.sorted), func(i int) bool { return cmp(w.sorted[i], k) > 0 })
+	w.sorted = append(w.sorted, decimal.Decimal{})
+	copy(w.sorted[i+1:], w.sorted[i:])
+	w.sorted[i] = k
+}
+
+// grow doubles the ring (up to refCapacity), unrolling it to start at 0.
+func (w *refWindow) grow() {
+	size := min(max(2*len(w.at), 16), refCapacity)
+	at := make([]int64, size)
+	keys := make([]decimal.Decimal, size)
+	for i := 0; i < w.n; i++ {
+		j := (w.head + i) % len(w.at)
+		at[i], keys[i] = w.at[j], w.keys[j]
+	}
+	w.at, w.keys, w.head = at, keys, 0
+	if cap(w.sorted) < size {
+		s := make([]decimal.Decimal, len(w.sorted), size)
+		copy(s, w.sorted)
+		w.sorted = s
+	}
+}

@@ -1,0 +1,412 @@
+package strategy
+
+import (
+	"errors"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/shopspring/decimal"
+
+	"treasuryd/internal/astra"
+	"treasuryd/internal/config"
+	"treasuryd/internal/journal"
+)
+
+const testAccount = "3b7a5c1e-0f4e-4a51-9a6e-1f0c2d3e4f50"
+
+var t0 = time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
+
+func dec(s string) decimal.Decimal { return decimal.RequireFromString(s) }
+
+// sellProgram is a size program with every rule set.
+func sellProgram() config.Program {
+	return config.Program{
+		Name: "sell-btc", Base: "BTC", Quote: "USD", Side: config.SideSell,
+		Size: dec("0.5"), LimitPrice: dec("64000"),
+		Reference:        &config.Reference{Window: 5 * time.Minute, MinImprovementBps: dec("2")},
+		Target:           dec("10"),
+		MaxDailyNotional: dec("100000"),
+		Cooldown:         30 * time.Second,
+		MinValidity:      500 * time.Millisecond,
+		Reserve:          dec("1"),
+	}
+}
+
+func buyProgram() config.Program {
+	return config.Program{
+		Name: "buy-btc", Base: "BTC", Quote: "USD", Side: config.SideBuy,
+		Size: dec("0.5"), LimitPrice: dec("64000"),
+		Reference:   &config.Reference{Window: 5 * time.Minute, MinImprovementBps: dec("2")},
+		Cooldown:    30 * time.Second,
+		MinValidity: 500 * time.Millisecond,
+		Reserve:     dec("1000"),
+	}
+}
+
+// notionalProgram sells BTC for a fixed 32000 USD per quote.
+func notionalProgram(side string) config.Program {
+	return config.Program{
+		Name: "notional", Base: "BTC", Quote: "USD", Side: side,
+		Notional: dec("32000"), LimitPrice: dec("64000"),
+		Reference:   &config.Reference{Window: 5 * time.Minute, MinImprovementBps: dec("2")},
+		MinValidity: 500 * time.Millisecond,
+	}
+}
+
+// quoteAt builds a quote of cfg at the given base and quote quantities that
+// expires ttl after t0.
+func quoteAt(cfg config.Program, base, quote string, ttl time.Duration) *astra.Quote {
+	q := &astra.Quote{
+		QuoteID: "q-" + quote, AccountID: testAccount,
+		ExpiryMicros: t0.Add(ttl).UnixMicro(), Signature: "sig",
+	}
+	if cfg.Side == config.SideSell {
+		q.FromAsset, q.FromQty, q.ToAsset, q.ToQty = cfg.Quote, dec(quote), cfg.Base, dec(base)
+	} else {
+		q.FromAsset, q.FromQty, q.ToAsset, q.ToQty = cfg.Base, dec(base), cfg.Quote, dec(quote)
+	}
+	return q
+}
+
+// sized quotes a size-0.5 program at price (quote per base).
+func sized(cfg config.Program, price string, ttl time.Duration) *astra.Quote {
+	return quoteAt(cfg, "0.5", dec(price).Mul(dec("0.5")).String(), ttl)
+}
+
+func openEnv() Env {
+	return Env{GateOpen: true, Balance: dec("5"), BalanceKnown: true}
+}
+
+func TestDecideOutcomes(t *testing.T) {
+	sell := sellProgram()
+	buy := buyProgram()
+	tests := []struct {
+		name   string
+		cfg    config.Program
+		setup  func(p *Program)
+		quote  *astra.Quote
+		qErr   error
+		env    func(e *Env)
+		want   string
+		reason string
+	}{
+		{name: "accepted", cfg: sell, quote: sized(sell, "65000", 5*time.Second), want: OutcomeAccepted},
+		{name: "invalid when validation failed", cfg: sell, quote: sized(sell, "65000", 5*time.Second),
+			qErr: errors.New("bad signature"), want: OutcomeInvalid},
+		{name: "invalid without a quote", cfg: sell, qErr: errors.New("undecodable"), want: OutcomeInvalid},
+		{name: "invalid when the fixed size does not match", cfg: sell,
+			quote: quoteAt(sell, "0.6", "39000", 5*time.Second), want: OutcomeInvalid},
+		{name: "paused", cfg: sell, quote: sized(sell, "65000", 5*time.Second),
+			env: func(e *Env) { e.Paused = true }, want: OutcomePaused},
+		{name: "compliance names the gate's reason", cfg: sell, quote: sized(sell, "65000", 5*time.Second),
+			env: func(e *Env) { e.GateOpen, e.GateReason = false, "no_point" }, want: OutcomeCompliance, reason: "no_point"},
+		{name: "expiring below min_validity", cfg: sell, quote: sized(sell, "65000", 499*time.Millisecond), want: OutcomeExpiring},
+		{name: "expired", cfg: sell, quote: sized(sell, "65000", -time.Second), want: OutcomeExpiring},
+		{name: "exactly min_validity left is enough", cfg: sell, quote: sized(sell, "65000", 500*time.Millisecond), want: OutcomeAccepted},
+		{name: "sell below limit", cfg: sell, quote: sized(sell, "63999.99", 5*time.Second), want: OutcomeLimitPrice},
+		{name: "sell at limit", cfg: sell, quote: sized(sell, "64000", 5*time.Second), want: OutcomeAccepted},
+		{name: "buy above limit", cfg: buy, quote: sized(buy, "64000.01", 5*time.Second),
+			env: func(e *Env) { e.Balance = dec("100000") }, want: OutcomeLimitPrice},
+		{name: "buy at limit", cfg: buy, quote: sized(buy, "64000", 5*time.Second),
+			env: func(e *Env) { e.Balance = dec("100000") }, want: OutcomeAccepted},
+		{name: "sell under median plus bps", cfg: sell, setup: window(sell, "65000", "65000", "66000"),
+			quote: sized(sell, "65012.99", 5*time.Second), want: OutcomeReference},
+		{name: "sell at median plus bps", cfg: sell, setup: window(sell, "65000", "65000", "66000"),
+			quote: sized(sell, "65013", 5*time.Second), want: OutcomeAccepted},
+		{name: "sell even window uses the mean of the middle two", cfg: sell, setup: window(sell, "64000", "65000", "67000", "90000"),
+			quote: sized(sell, "66013.19", 5*time.Second), want: OutcomeReference},
+		{name: "sell even window passes at mean times factor", cfg: sell, setup: window(sell, "64000", "65000", "67000", "90000"),
+			quote: sized(sell, "66013.2", 5*time.Second), want: OutcomeAccepted},
+		{name: "quotes older than the window do not count", cfg: sell, setup: func(p *Program) {
+			p.Decide(sized(sell, "70000", time.Hour), nil, openEnv(), t0.Add(-5*time.Minute))
+		}, quote: sized(sell, "65000", 5*time.Second), want: OutcomeAccepted},
+		{name: "invalid quotes do not join the window", cfg: sell, setup: func(p *Program) {
+			p.Decide(sized(sell, "70000", time.Hour), errors.New("bad"), openEnv(), t0.Add(-time.Second))
+		}, quote: sized(sell, "65000", 5*time.Second), want: OutcomeAccepted},
+		{name: "buy over median minus bps", cfg: buy, setup: window(buy, "60000", "60000", "61000"),
+			quote: sized(buy, "59988.01", 5*time.Second), env: func(e *Env) { e.Balance = dec("100000") }, want: OutcomeReference},
+		{name: "buy at median minus bps", cfg: buy, setup: window(buy, "60000", "60000", "61000"),
+			quote: sized(buy, "59988", 5*time.Second), env: func(e *Env) { e.Balance = dec("100000") }, want: OutcomeAccepted},
+		{name: "cooldown", cfg: sell, setup: commitAt(sell, t0.Add(-29*time.Second)),
+			quote: sized(sell, "65000", 5*time.Second), want: OutcomeCooldown},
+		{name: "cooldown over", cfg: sell, setup: commitAt(sell, t0.Add(-30*time.Second)),
+			quote: sized(sell, "65000", 5*time.Second), want: OutcomeAccepted},
+		{name: "target would be exceeded", cfg: sell, setup: restore(sell, "9.6", "1", t0.Add(-time.Hour)),
+			quote: sized(sell, "65000", 5*time.Second), want: OutcomeTargetReached},
+		{name: "target reached exactly is allowed", cfg: sell, setup: restore(sell, "9.5", "1", t0.Add(-time.Hour)),
+			quote: sized(sell, "65000", 5*time.Second), want: OutcomeAccepted},
+		{name: "daily cap would be exceeded", cfg: sell, setup: restore(sell, "1", "67500.01", t0.Add(-time.Hour)),
+			quote: sized(sell, "65000", 5*time.Second), want: OutcomeDailyCap},
+		{name: "daily cap reached exactly is allowed", cfg: sell, setup: restore(sell, "1", "67500", t0.Add(-time.Hour)),
+			quote: sized(sell, "65000", 5*time.Second), want: OutcomeAccepted},
+		{name: "notional older than 24h does not count", cfg: sell, setup: restore(sell, "1", "99999", t0.Add(-24*time.Hour)),
+			quote: sized(sell, "65000", 5*time.Second), want: OutcomeAccepted},
+		{name: "sell reserve", cfg: sell, quote: sized(sell, "65000", 5*time.Second),
+			env: func(e *Env) { e.Balance = dec("1.49") }, want: OutcomeReserve},
+		{name: "sell reserve kept exactly", cfg: sell, quote: sized(sell, "65000", 5*time.Second),
+			env: func(e *Env) { e.Balance = dec("1.5") }, want: OutcomeAccepted},
+		{name: "balance unknown", cfg: sell, quote: sized(sell, "65000", 5*time.Second),
+			env: func(e *Env) { e.BalanceKnown = false }, want: OutcomeReserve},
+		{name: "buy reserve is on the quote asset", cfg: buy, quote: sized(buy, "60000", 5*time.Second),
+			env: func(e *Env) { e.Balance = dec("30999.99") }, want: OutcomeReserve},
+		{name: "buy reserve kept exactly", cfg: buy, quote: sized(buy, "60000", 5*time.Second),
+			env: func(e *Env) { e.Balance = dec("31000") }, want: OutcomeAccepted},
+		{name: "in flight", cfg: sell, quote: sized(sell, "65000", 5*time.Second),
+			env: func(e *Env) { e.InFlight = true }, want: OutcomeInFlight},
+		{name: "global dry run", cfg: sell, quote: sized(sell, "65000", 5*time.Second),
+			env: func(e *Env) { e.DryRun = true }, want: OutcomeDryRun},
+		{name: "program dry run", cfg: withDryRun(sell), quote: sized(sell, "65000", 5*time.Second), want: OutcomeDryRun},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := NewProgram(testAccount, tt.cfg)
+			if tt.setup != nil {
+				tt.setup(p)
+			}
+			env := openEnv()
+			if tt.env != nil {
+				tt.env(&env)
+			}
+			d := p.Decide(tt.quote, tt.qErr, env, t0)
+			if d.Outcome != tt.want {
+				t.Fatalf("outcome = %s (%s), want %s", d.Outcome, d.Reason, tt.want)
+			}
+			if d.Reason == "" {
+				t.Errorf("empty reason")
+			}
+			if tt.reason != "" && d.Reason != tt.reason {
+				t.Errorf("reason = %q, want %q", d.Reason, tt.reason)
+			}
+		})
+	}
+}
+
+func withDryRun(c config.Program) config.Program { c.DryRun = true; return c }
+
+// window feeds valid quotes at the given prices in the seconds before t0.
+func window(cfg config.Program, prices ...string) func(p *Program) {
+	return func(p *Program) {
+		for i, pr := range prices {
+			at := t0.Add(-time.Duration(len(prices)-i) * time.Second)
+			env := openEnv()
+			env.Paused = true // the window takes every valid quote, whatever its outcome
+			p.Decide(sized(cfg, pr, time.Hour), nil, env, at)
+		}
+	}
+}
+
+func commitAt(cfg config.Program, at time.Time) func(p *Program) {
+	return func(p *Program) { p.Commit(sized(cfg, "65000", time.Hour), at) }
+}
+
+// restore loads one counted accept of base/quote sent at `at`.
+func restore(cfg config.Program, base, quote string, at time.Time) func(p *Program) {
+	return func(p *Program) {
+		p.Restore([]journal.Accept{{Program: cfg.Name, BaseQty: dec(base), QuoteQty: dec(quote), SentAt: at, Result: journal.AcceptOK}})
+	}
+}
+
+// TestDecideChecksInSpecOrder starts from a quote that fails every check and
+// repairs them one at a time: the outcome must walk the SPEC 5.2 list.
+func TestDecideChecksInSpecOrder(t *testing.T) {
+	cfg := sellProgram()
+	cfg.Target = dec("10")
+	p := NewProgram(testAccount, cfg)
+	// Progress: 9.6 executed, 99,990 notional, last accept 1s before t0.
+	p.Restore([]journal.Accept{{BaseQty: dec("9.6"), QuoteQty: dec("99990"), SentAt: t0.Add(-time.Second), Result: journal.AcceptUnknown}})
+	// A reference window at 70,000, big enough that the quotes decided
+	// below (which join it) do not move its median.
+	for i := 0; i < 9; i++ {
+		p.Decide(sized(cfg, "70000", time.Hour), nil, Env{}, t0.Add(-time.Duration(20-i)*time.Second))
+	}
+	price := "60000"
+	ttl := 100 * time.Millisecond
+	qErr := errors.New("bad")
+	env := Env{Paused: true, GateOpen: false, Balance: dec("1"), BalanceKnown: true, InFlight: true, DryRun: true}
+	now := t0
+	fixes := []struct {
+		want string
+		fix  func()
+	}{
+		{OutcomeInvalid, func() { qErr = nil }},
+		{OutcomePaused, func() { env.Paused = false }},
+		{OutcomeCompliance, func() { env.GateOpen = true }},
+		{OutcomeExpiring, func() { ttl = time.Hour }},
+		{OutcomeLimitPrice, func() { price = "65000" }},
+		{OutcomeReference, func() { price = "71000" }},
+		{OutcomeCooldown, func() { now = t0.Add(time.Minute) }},
+		{OutcomeTargetReached, func() {
+			p.Release(dec("9.6"), decimal.Zero, time.Time{})
+			p.Commit(sized(cfg, "1", time.Hour), t0.Add(-time.Second))
+		}},
+		{OutcomeDailyCap, func() { now = t0.Add(24 * time.Hour) }},
+		// Each decided quote joins the reference window, so the later
+		// ones have to keep beating it.
+		{OutcomeReserve, func() { env.Balance = dec("2"); price = "72000" }},
+		{OutcomeInFlight, func() { env.InFlight = false; price = "73000" }},
+		{OutcomeDryRun, func() { env.DryRun = false; price = "74000" }},
+		{OutcomeAccepted, func() {}},
+	}
+	for _, f := range fixes {
+		var q *astra.Quote
+		q = sized(cfg, price, ttl)
+		q.ExpiryMicros = now.Add(ttl).UnixMicro()
+		d := p.Decide(q, qErr, env, now)
+		if d.Outcome != f.want {
+			t.Fatalf("outcome = %s (%s), want %s", d.Outcome, d.Reason, f.want)
+		}
+		f.fix()
+	}
+}
+
+func TestNotionalProgramComparesWithoutDividing(t *testing.T) {
+	tests := []struct {
+		name   string
+		side   string
+		window []string // base quantities of earlier quotes (quote fixed at 32000)
+		base   string
+		want   string
+	}{
+		// 32000/0.5 = 64000 is the limit.
+		{name: "sell at limit", side: config.SideSell, base: "0.5", want: OutcomeAccepted},
+		{name: "sell below limit", side: config.SideSell, base: "0.50001", want: OutcomeLimitPrice},
+		{name: "buy at limit", side: config.SideBuy, base: "0.5", want: OutcomeAccepted},
+		{name: "buy above limit", side: config.SideBuy, base: "0.49999", want: OutcomeLimitPrice},
+		// Median price 32000/0.49 = 65306.12...; ×1.0002 = 65319.18...; base ≤ 0.49/1.0002 = 0.489902...
+		{name: "sell odd window fails", side: config.SideSell, window: []string{"0.48", "0.49", "0.495"}, base: "0.48991", want: OutcomeReference},
+		{name: "sell odd window passes", side: config.SideSell, window: []string{"0.48", "0.49", "0.495"}, base: "0.4899", want: OutcomeAccepted},
+		// Even: prices 32000/0.48 and 32000/0.49, mean 65986.39...; ×1.0002 = 65999.59...; base ≤ 0.484851...
+		{name: "sell even window fails", side: config.SideSell, window: []string{"0.47", "0.48", "0.49", "0.495"}, base: "0.48486", want: OutcomeReference},
+		{name: "sell even window passes", side: config.SideSell, window: []string{"0.47", "0.48", "0.49", "0.495"}, base: "0.48485", want: OutcomeAccepted},
+		// Buy: median 32000/0.51 = 62745.09...; ×0.9998 = 62732.54...; base ≥ 0.51/0.9998 = 0.510102...
+		{name: "buy odd window fails", side: config.SideBuy, window: []string{"0.505", "0.51", "0.52"}, base: "0.5101", want: OutcomeReference},
+		{name: "buy odd window passes", side: config.SideBuy, window: []string{"0.505", "0.51", "0.52"}, base: "0.51011", want: OutcomeAccepted},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := notionalProgram(tt.side)
+			p := NewProgram(testAccount, cfg)
+			for i, b := range tt.window {
+				p.Decide(quoteAt(cfg, b, "32000", time.Hour), nil, Env{}, t0.Add(-time.Duration(10-i)*time.Second))
+			}
+			env := openEnv()
+			env.Balance = dec("1000000")
+			d := p.Decide(quoteAt(cfg, tt.base, "32000", 5*time.Second), nil, env, t0)
+			if d.Outcome != tt.want {
+				t.Fatalf("outcome = %s (%s), want %s", d.Outcome, d.Reason, tt.want)
+			}
+		})
+	}
+}
+
+// TestReferenceMedianMatchesSortedWindow drives the window through inserts,
+// evictions and the capacity bound and checks its median against a brute
+// force over the same quotes.
+func TestReferenceMedianMatchesSortedWindow(t *testing.T) {
+	cfg := sellProgram()
+	cfg.Reference = &config.Reference{Window: 30 * time.Second}
+	p := NewProgram(testAccount, cfg)
+	type rec struct {
+		at  time.Time
+		qty decimal.Decimal
+	}
+	var all []rec
+	seed := uint64(7)
+	for i := 0; i < 3000; i++ {
+		seed = seed*6364136223846793005 + 1442695040888963407
+		price := decimal.New(int64(60000_00+seed>>40%1000000), -2) // 60000.00 .. 69999.99
+		now := t0.Add(time.Duration(i) * 20 * time.Millisecond)
+		q := sized(cfg, price.String(), time.Hour)
+		_, qty := p.Quantities(q)
+		p.Decide(q, nil, Env{}, now)
+		all = append(all, rec{now, qty})
+		if i%25 != 0 && i != 2999 {
+			continue
+		}
+		// Brute force: the valid quotes of the last 30s, newest refCapacity.
+		var in []decimal.Decimal
+		for j := len(all) - 1; j >= 0 && len(in) < refCapacity; j-- {
+			if now.Sub(all[j].at) < 30*time.Second {
+				in = append(in, all[j].qty)
+			}
+		}
+		if len(in) != len(p.ref.sorted) {
+			t.Fatalf("step %d: window holds %d, want %d", i, len(p.ref.sorted), len(in))
+		}
+		for k := 1; k < len(p.ref.sorted); k++ {
+			if p.ref.sorted[k-1].GreaterThan(p.ref.sorted[k]) {
+				t.Fatalf("step %d: window not sorted at %d", i, k)
+			}
+		}
+		sortDecimals(in)
+		for k := range in {
+			if !in[k].Equal(p.ref.sorted[k]) {
+				t.Fatalf("step %d: sorted[%d] = %s, want %s", i, k, p.ref.sorted[k], in[k])
+			}
+		}
+	}
+}
+
+func sortDecimals(ds []decimal.Decimal) {
+	sort.Slice(ds, func(i, j int) bool { return ds[i].LessThan(ds[j]) })
+}
+
+func TestReleaseTakesBackProgress(t *testing.T) {
+	cfg := sellProgram()
+	p := NewProgram(testAccount, cfg)
+	q := sized(cfg, "65000", time.Hour)
+	p.Commit(q, t0)
+	pr := p.Progress(t0)
+	if !pr.Executed.Equal(dec("0.5")) || !pr.DailyNotional.Equal(dec("32500")) {
+		t.Fatalf("after commit: executed %s notional %s", pr.Executed, pr.DailyNotional)
+	}
+	p.Release(dec("0.5"), dec("32500"), t0)
+	pr = p.Progress(t0)
+	if !pr.Executed.IsZero() || !pr.DailyNotional.IsZero() {
+		t.Fatalf("after release: executed %s notional %s", pr.Executed, pr.DailyNotional)
+	}
+	if !pr.LastAccept.Equal(t0) {
+		t.Fatalf("release must keep the cooldown; last accept %v", pr.LastAccept)
+	}
+}
+
+func TestRestoreCountsOnlyExecutedAccepts(t *testing.T) {
+	cfg := sellProgram()
+	p := NewProgram(testAccount, cfg)
+	p.Restore([]journal.Accept{
+		{BaseQty: dec("0.5"), QuoteQty: dec("32000"), SentAt: t0.Add(-48 * time.Hour), Result: journal.AcceptOK},
+		{BaseQty: dec("0.5"), QuoteQty: dec("32100"), SentAt: t0.Add(-3 * time.Hour), Result: journal.AcceptUnknown},
+		{BaseQty: dec("0.5"), QuoteQty: dec("32200"), SentAt: t0.Add(-2 * time.Hour), Result: journal.AcceptPending},
+		{BaseQty: dec("0.5"), QuoteQty: dec("32300"), SentAt: t0.Add(-90 * time.Minute), Result: journal.AcceptRejected},
+		{BaseQty: dec("0.5"), QuoteQty: dec("32400"), SentAt: t0.Add(-80 * time.Minute), Result: journal.AcceptMissing},
+		{BaseQty: dec("0.5"), QuoteQty: dec("32500"), SentAt: t0.Add(-10 * time.Second), Result: journal.AcceptError},
+	})
+	pr := p.Progress(t0)
+	if !pr.Executed.Equal(dec("1.5")) {
+		t.Errorf("executed = %s, want 1.5 (ok, unknown, pending)", pr.Executed)
+	}
+	if !pr.DailyNotional.Equal(dec("64300")) {
+		t.Errorf("24h notional = %s, want 64300", pr.DailyNotional)
+	}
+	if !pr.LastAccept.Equal(t0.Add(-10 * time.Second)) {
+		t.Errorf("cooldown from %v, want the newest accept whatever its result", pr.LastAccept)
+	}
+}
+
+func TestCompareIsExact(t *testing.T) {
+	tests := []struct{ a, b string }{
+		{"81436.0875", "81436.1"}, {"81436.1", "81436.10"}, {"0.5", "0.50000000000000000001"},
+		{"-1.5", "-1.50"}, {"-2", "1"}, {"0", "0.0"}, {"123456789012345678", "1234567890123456.78"},
+		{"99999999999999999999", "1e20"}, {"1e-30", "0"}, {"1", "1e19"}, {"1e25", "9999999999"},
+	}
+	for _, tt := range tests {
+		a, b := dec(tt.a), dec(tt.b)
+		if got, want := cmp(a, b), a.Cmp(b); got != want {
+			t.Errorf("cmp(%s, %s) = %d, want %d", tt.a, tt.b, got, want)
+		}
+		if got, want := cmp(b, a), b.Cmp(a); got != want {
+			t.Errorf("cmp(%s, %s) = %d, want %d", tt.b, tt.a, got, want)
+		}
+	}
+}
