@@ -35,8 +35,9 @@ const startTimeout = 30 * time.Second
 // only the command line knows (the loaded policy, its path, the key) and the
 // glue that hands the gate and the kill switch to their consumers as the
 // small interfaces those packages declare.
-func appOptions(p *config.Policy, path, apiKey string, log *zap.Logger) fx.Option {
+func appOptions(p *config.Policy, path, apiKey string, log *zap.Logger, extra ...fx.Option) fx.Option {
 	return fx.Options(
+		fx.Options(extra...),
 		fx.WithLogger(func() fxevent.Logger {
 			l := &fxevent.ZapLogger{Logger: log.Named("fx")}
 			l.UseLogLevel(zapcore.DebugLevel) // fx's own events are noise at info
@@ -63,6 +64,18 @@ func appOptions(p *config.Policy, path, apiKey string, log *zap.Logger) fx.Optio
 			statusSources,
 		),
 		metrics.Module,
+		// Every bounded series exists at 0 from the first scrape, so rates,
+		// increases and alerts over ones that never moved read 0, not nothing.
+		fx.Invoke(func(m *metrics.Metrics) {
+			l := metrics.Labels{Outcomes: strategy.Outcomes, BreakKinds: ledger.Kinds}
+			for _, pr := range p.Programs {
+				l.Programs = append(l.Programs, pr.Name)
+			}
+			for _, r := range p.Rebalance.Rules {
+				l.Rules = append(l.Rules, r.Name)
+			}
+			m.Init(l)
+		}),
 		config.Module,
 		journal.Module,
 		astra.Module,
@@ -110,15 +123,20 @@ func cmdRun(c *common, _ []string, stdout, stderr io.Writer) int {
 		log.Error("no API key", zap.Error(err))
 		return exitUsage
 	}
-	var sb *sandbox
+	var (
+		sb    *sandbox
+		extra []fx.Option
+	)
 	if p.Sandbox != nil {
+		floor := ledger.Floor(time.Now())
+		extra = append(extra, fx.Supply(&floor))
 		if sb, err = startSandbox(p, apiKey, log.Named("sandbox")); err != nil {
 			log.Error("sandbox did not start", zap.Error(err))
 			return exitRuntime
 		}
 		defer sb.Close()
 	}
-	app := fx.New(appOptions(p, c.configPath, apiKey, log))
+	app := fx.New(appOptions(p, c.configPath, apiKey, log, extra...))
 	if err := app.Err(); err != nil {
 		log.Error("daemon not built", zap.Error(err))
 		return exitRuntime

@@ -258,11 +258,18 @@ func (r *Reconciler) reconcile(ctx context.Context) (*Report, error) {
 
 	// Accepts and withdrawals are read from the journal before the desk, so
 	// nothing journaled after the desk's lists were read is judged.
-	accepts, err := r.d.Journal.Accepts(ctx, journal.AcceptFilter{Results: []string{journal.AcceptOK, journal.AcceptUnknown, journal.AcceptPending}})
+	// Journal records older than the epoch belong to an earlier desk (only
+	// possible when the epoch is raised, as the sandbox does: its simulated
+	// desk is new on every start while its journal is not).
+	since := time.Time{}
+	if !epoch.IsZero() {
+		since = epoch.Add(-clockSkew)
+	}
+	accepts, err := r.d.Journal.Accepts(ctx, journal.AcceptFilter{Since: since, Results: []string{journal.AcceptOK, journal.AcceptUnknown, journal.AcceptPending}})
 	if err != nil {
 		return nil, fmt.Errorf("journal accepts: %w", err)
 	}
-	withdrawals, err := r.d.Journal.Withdrawals(ctx, journal.WithdrawalFilter{})
+	withdrawals, err := r.d.Journal.Withdrawals(ctx, journal.WithdrawalFilter{Since: since})
 	if err != nil {
 		return nil, fmt.Errorf("journal withdrawals: %w", err)
 	}
