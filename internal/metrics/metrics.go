@@ -156,3 +156,56 @@ func (m *Metrics) ObserveAPI(api, endpoint, code string, seconds float64) {
 // becomes float64, and only for display in Prometheus: no decision ever reads
 // a metric back.
 func Value(d decimal.Decimal) float64 { return d.InexactFloat64() }
+
+// Fixed label sets of SPEC 6 that Init pre-creates.
+var (
+	// AcceptResults are the result label values of treasuryd_accepts_total.
+	AcceptResults = []string{"ok", "rejected", "error", "unknown"}
+	// ReconcileResults are the result label values of treasuryd_reconcile_runs_total.
+	ReconcileResults = []string{"clean", "breaks", "error"}
+	// ReloadResults are the result label values of treasuryd_config_reloads_total.
+	ReloadResults = []string{"ok", "error"}
+)
+
+// Labels are the bounded label values known when the daemon starts: names
+// from the policy and the fixed sets the deciding packages own.
+type Labels struct {
+	Programs   []string // policy program names
+	Rules      []string // policy rebalance rule names
+	Outcomes   []string // every decision outcome (strategy.Outcomes)
+	BreakKinds []string // every reconciliation break kind (ledger.Kinds)
+}
+
+// Init creates every series of the given label sets so that each exists at 0
+// from the first scrape: a rate, an increase or an alert over a series that
+// has never moved then reads 0 rather than nothing. It only creates series;
+// one that already holds a value keeps it, so Init is safe to call at any
+// time and more than once.
+func (m *Metrics) Init(l Labels) {
+	for _, p := range l.Programs {
+		m.QuotesReceived.WithLabelValues(p)
+		for _, o := range l.Outcomes {
+			m.QuoteDecisions.WithLabelValues(p, o)
+		}
+		for _, r := range AcceptResults {
+			m.Accepts.WithLabelValues(p, r)
+		}
+		m.ExecutedBase.WithLabelValues(p)
+		m.StreamUp.WithLabelValues(p)
+		m.StreamReconnects.WithLabelValues(p)
+		m.StreamBadFrames.WithLabelValues(p)
+	}
+	for _, r := range l.Rules {
+		m.WithdrawalsInFlight.WithLabelValues(r)
+		m.WithdrawalsUnresolved.WithLabelValues(r)
+	}
+	for _, k := range l.BreakKinds {
+		m.ReconcileBreaks.WithLabelValues(k)
+	}
+	for _, r := range ReconcileResults {
+		m.ReconcileRuns.WithLabelValues(r)
+	}
+	for _, r := range ReloadResults {
+		m.ConfigReloads.WithLabelValues(r)
+	}
+}

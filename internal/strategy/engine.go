@@ -305,8 +305,8 @@ func (e *Engine) handle(r *runner, ev *quotes.Event) {
 	valid := ev.Err == nil && ev.Quote != nil
 	if valid {
 		base, quote = r.prog.Quantities(ev.Quote)
-		if b := base.InexactFloat64(); b > 0 {
-			r.price.Set(quote.InexactFloat64() / b) // gauge only: float is fine here
+		if b := metrics.Value(base); b > 0 {
+			r.price.Set(metrics.Value(quote) / b) // gauge only
 		}
 	}
 	r.mu.Lock()
@@ -423,7 +423,7 @@ func (e *Engine) accept(r *runner, a journal.Accept, decidedAt, receivedAt time.
 	fields := []zap.Field{zap.String("result", result), zap.Int64("accept_id", id), zap.Duration("took", at.Sub(sentAt))}
 	switch result {
 	case journal.AcceptOK:
-		r.executed.Add(a.BaseQty.InexactFloat64())
+		r.executed.Add(metrics.Value(a.BaseQty))
 		e.bal.settle(hold, at)
 		log.Info("quote accepted", fields...)
 	case journal.AcceptUnknown:
@@ -761,7 +761,7 @@ func sumBySymbol(bs []astra.Balance) map[string]decimal.Decimal {
 func (b *balances) install(bs []astra.Balance, start time.Time) {
 	m := sumBySymbol(bs)
 	for asset, amt := range m {
-		b.gauge.WithLabelValues(asset).Set(amt.InexactFloat64())
+		b.gauge.WithLabelValues(asset).Set(metrics.Value(amt))
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()

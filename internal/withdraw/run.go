@@ -181,7 +181,6 @@ func (r *Rebalancer) runRule(ctx context.Context, pol *config.Policy, rule confi
 		}
 		return nil
 	}
-	r.m.Balance.WithLabelValues(rule.Asset).Set(balance.InexactFloat64())
 	if balance.Cmp(rule.HighWater) <= 0 {
 		r.skip(rule, ReasonBelowHighWater, "balance "+balance.String())
 		return nil
