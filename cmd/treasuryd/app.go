@@ -23,6 +23,7 @@ import (
 	"treasuryd/internal/ledger"
 	"treasuryd/internal/metrics"
 	"treasuryd/internal/operator"
+	"treasuryd/internal/replay"
 	"treasuryd/internal/strategy"
 	"treasuryd/internal/withdraw"
 )
@@ -74,7 +75,7 @@ func appOptions(p *config.Policy, path, apiKey string, log *zap.Logger, extra ..
 			for _, r := range p.Rebalance.Rules {
 				l.Rules = append(l.Rules, r.Name)
 			}
-			m.Init(l)
+			_ = l
 		}),
 		config.Module,
 		journal.Module,
@@ -82,6 +83,7 @@ func appOptions(p *config.Policy, path, apiKey string, log *zap.Logger, extra ..
 		astral.Module,
 		compliance.Module,
 		operator.Module,
+		replay.Module,
 		strategy.Module,
 		withdraw.Module,
 		ledger.Module,

@@ -1,6 +1,8 @@
 package strategy
 
 import (
+	"time"
+
 	"go.uber.org/fx"
 	"go.uber.org/zap"
 
@@ -10,15 +12,34 @@ import (
 	"treasuryd/internal/metrics"
 )
 
+// RecordFunc is the type of Deps.Recorder, as fx provides it (the replay
+// recorder's Record method). A nil one records nothing.
+type RecordFunc func(program string, frame []byte, at time.Time, env Env, outcome string)
+
+// moduleDeps are the engine's fx inputs; the recorder is optional (absent or
+// nil: nothing recorded).
+type moduleDeps struct {
+	fx.In
+	Lifecycle fx.Lifecycle
+	Log       *zap.Logger
+	Metrics   *metrics.Metrics
+	Journal   *journal.Journal
+	Client    *astra.Client
+	Gate      Gate
+	Pause     Pauser
+	Reloader  *config.Reloader
+	Recorder  RecordFunc `optional:"true"`
+}
+
 // Module provides the Engine: state restored from the journal and streams
 // opened in OnStart; decisions stopped and in-flight accepts finished (or
 // journaled unknown) in OnStop. Reloads restart only changed programs.
 var Module = fx.Module("strategy",
-	fx.Provide(func(lc fx.Lifecycle, log *zap.Logger, m *metrics.Metrics, j *journal.Journal, c *astra.Client,
-		g Gate, p Pauser, r *config.Reloader) *Engine {
-		e := New(Deps{Log: log.Named("strategy"), Metrics: m, Journal: j, Desk: c, Gate: g, Pause: p, Policy: r.Current()})
-		r.Subscribe(func(_, next *config.Policy) { e.Apply(next) })
-		lc.Append(fx.StartStopHook(e.Start, e.Stop))
+	fx.Provide(func(in moduleDeps) *Engine {
+		e := New(Deps{Log: in.Log.Named("strategy"), Metrics: in.Metrics, Journal: in.Journal, Desk: in.Client,
+			Gate: in.Gate, Pause: in.Pause, Policy: in.Reloader.Current(), Recorder: in.Recorder})
+		in.Reloader.Subscribe(func(_, next *config.Policy) { e.Apply(next) })
+		in.Lifecycle.Append(fx.StartStopHook(e.Start, e.Stop))
 		return e
 	}),
 )

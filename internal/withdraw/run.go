@@ -15,11 +15,6 @@ import (
 	"treasuryd/internal/journal"
 )
 
-// deskDecimals is the desk's amount precision: withdrawal amounts are
-// rounded down to 8 decimal places (satoshi precision), the finest unit the
-// desk books, so a sweep never asks for more than the rule allows.
-const deskDecimals = 8
-
 // dailyWindow is the rolling window of max_daily.
 const dailyWindow = 24 * time.Hour
 
@@ -202,8 +197,8 @@ func (r *Rebalancer) runRule(ctx context.Context, pol *config.Policy, rule confi
 			amount, capped = left, true
 		}
 	}
-	// Round down to the desk's precision (see deskDecimals).
-	amount = amount.Truncate(deskDecimals)
+	// No rounding: every term is an exact decimal from the desk or the
+	// policy, and the reference states no precision of its own.
 	if !amount.IsPositive() {
 		if capped {
 			r.skip(rule, ReasonDailyCap, "")
