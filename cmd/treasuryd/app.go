@@ -75,7 +75,7 @@ func appOptions(p *config.Policy, path, apiKey string, log *zap.Logger, extra ..
 			for _, r := range p.Rebalance.Rules {
 				l.Rules = append(l.Rules, r.Name)
 			}
-			_ = l
+			m.Init(l)
 		}),
 		config.Module,
 		journal.Module,
