@@ -256,4 +256,3 @@ func TestModuleWiresTheRecorderOnlyWithARetention(t *testing.T) {
 		})
 	}
 }
-

@@ -299,7 +299,10 @@ func (e *Engine) handle(r *runner, ev *quotes.Event) {
 	}
 	r.decisions[d.Outcome].Inc()
 	if e.d.Recorder != nil {
-		e.d.Recorder(r.name, ev.Frame, ev.ReceivedAt, env, d.Outcome)
+		// Recorded at the decision's own clock reading, microseconds after
+		// the frame was read, so that replay decides at exactly the same
+		// instant and reproduces every time-dependent check.
+		e.d.Recorder(r.name, ev.Frame, now, env, d.Outcome)
 	}
 	var base, quote decimal.Decimal
 	valid := ev.Err == nil && ev.Quote != nil
@@ -722,7 +725,9 @@ func (b *balances) hold(asset string, qty decimal.Decimal) uint64 {
 	defer b.mu.Unlock()
 	b.seq++
 	b.holds[b.seq] = &balanceHold{asset: asset, qty: qty}
-	b.recompute()
+	// Incremental, not recompute(): the decision path takes a hold per
+	// accept, and holds settled since the last poll can number thousands.
+	b.eff[asset] = b.eff[asset].Sub(qty)
 	return b.seq
 }
 
@@ -740,8 +745,10 @@ func (b *balances) settle(id uint64, at time.Time) {
 func (b *balances) drop(id uint64) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	delete(b.holds, id)
-	b.recompute()
+	if h := b.holds[id]; h != nil {
+		delete(b.holds, id)
+		b.eff[h.asset] = b.eff[h.asset].Add(h.qty)
+	}
 }
 
 // sumBySymbol adds up the balances of each symbol (an asset may be held on
@@ -774,6 +781,8 @@ func (b *balances) install(bs []astra.Balance, start time.Time) {
 	b.recompute()
 }
 
+// recompute rebuilds eff from the poll and every hold; hold and drop keep it
+// up to date between polls.
 func (b *balances) recompute() {
 	eff := make(map[string]decimal.Decimal, len(b.polled))
 	for a, v := range b.polled {
