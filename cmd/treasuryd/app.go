@@ -103,8 +103,9 @@ func statusSources(j *journal.Journal, e *strategy.Engine, g *compliance.Gate, g
 			open, reason := gate.Open()
 			return map[string]any{"open": open, "reason": reason}
 		},
-		Withdrawals: func() any { return rb.Status() },
-		Reconcile:   func() any { return rec.Status() },
+		Withdrawals:       func() any { return rb.Status() },
+		ResolveWithdrawal: rb.Resolve,
+		Reconcile:         func() any { return rec.Status() },
 		Ready: map[string]func() bool{
 			"journal":  func() bool { _, err := j.Paused(context.Background()); return err == nil },
 			"balances": e.Ready,

@@ -487,6 +487,7 @@ func TestWithdrawalStateMachine(t *testing.T) {
 			WithdrawalUnresolved: true, WithdrawalUnknown: true},
 		WithdrawalSubmitted: {WithdrawalSubmitted: true, WithdrawalCompleted: true, WithdrawalFailed: true,
 			WithdrawalUnresolved: true},
+		WithdrawalUnresolved: {WithdrawalSubmitted: true, WithdrawalFailed: true}, // an operator's resolution
 	}
 	ctx := context.Background()
 	j, _ := openTemp(t)

@@ -10,8 +10,8 @@ import (
 )
 
 // withdrawalNext is the withdrawal state machine: the states each state may
-// move to through UpdateWithdrawal. completed, failed, rejected and
-// unresolved are terminal. Every withdrawal write is flushed to disk
+// move to through UpdateWithdrawal. completed, failed and rejected are
+// terminal; unresolved waits for an operator. Every withdrawal write is flushed to disk
 // (synchronous=FULL): the intent is what stops a second withdrawal.
 //
 //	intent    → submitted (desk id) | unknown (no answer) | rejected (4xx)
@@ -19,6 +19,7 @@ import (
 //	unknown   → submitted | completed | failed (matched in the desk's list)
 //	          | unresolved (no match: operator) | unknown (new error text)
 //	submitted → submitted (desk status moved) | completed | failed | unresolved
+//	unresolved → submitted | failed (an operator's resolution)
 var withdrawalNext = map[string]map[string]bool{
 	WithdrawalIntent: {WithdrawalSubmitted: true, WithdrawalUnknown: true, WithdrawalRejected: true,
 		WithdrawalUnresolved: true, WithdrawalCompleted: true, WithdrawalFailed: true},
@@ -26,6 +27,9 @@ var withdrawalNext = map[string]map[string]bool{
 		WithdrawalUnresolved: true, WithdrawalUnknown: true},
 	WithdrawalSubmitted: {WithdrawalSubmitted: true, WithdrawalCompleted: true, WithdrawalFailed: true,
 		WithdrawalUnresolved: true},
+	// Only an operator moves an unresolved withdrawal on: to submitted with
+	// the desk id they found, or to failed when they know it never ran.
+	WithdrawalUnresolved: {WithdrawalSubmitted: true, WithdrawalFailed: true},
 }
 
 const withdrawalCols = `id, rule, asset, network, address, amount, created_at, state, desk_id, desk_status, error, updated_at`

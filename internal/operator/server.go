@@ -8,8 +8,10 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
+	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -30,6 +32,9 @@ type Sources struct {
 	Ready map[string]func() bool
 	// Alive reports whether the process's loops are running.
 	Alive func() bool
+	// ResolveWithdrawal is an operator's answer for an unresolved
+	// withdrawal: the desk id they found, or "" for never executed.
+	ResolveWithdrawal func(ctx context.Context, id int64, deskID, by string) error
 }
 
 // Config is the server's slice of the policy.
@@ -66,6 +71,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /status", s.status)
 	mux.HandleFunc("POST /pause", s.admin(true))
 	mux.HandleFunc("POST /resume", s.admin(false))
+	mux.HandleFunc("POST /withdrawals/{id}/resolve", s.resolve)
 	return mux
 }
 
@@ -158,18 +164,60 @@ func (s *Server) status(w http.ResponseWriter, _ *http.Request) {
 	}
 }
 
-// admin serves /pause and /resume behind the bearer token. The token is
-// compared in constant time and never logged.
+// authorized checks the bearer admin token, answering the request when it
+// fails. The token is compared in constant time and never logged.
+func (s *Server) authorized(w http.ResponseWriter, r *http.Request) bool {
+	if s.cfg.AdminToken == "" {
+		http.Error(w, "admin endpoints are disabled: no admin token is configured", http.StatusForbidden)
+		return false
+	}
+	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(s.cfg.AdminToken)) != 1 {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="treasuryd"`)
+		http.Error(w, "unauthorized", http.StatusUnauthorized)
+		return false
+	}
+	return true
+}
+
+// resolve serves POST /withdrawals/{id}/resolve: {"desk_id": "..."} when the
+// operator found the request at the desk, {"never_executed": true} when they
+// know it never ran. Either lets the rule run again.
+func (s *Server) resolve(w http.ResponseWriter, r *http.Request) {
+	if !s.authorized(w, r) {
+		return
+	}
+	if s.src.ResolveWithdrawal == nil {
+		http.Error(w, "no withdrawals in this daemon", http.StatusNotFound)
+		return
+	}
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil || id <= 0 {
+		http.Error(w, "withdrawal id must be a positive integer", http.StatusBadRequest)
+		return
+	}
+	var body struct {
+		DeskID        string `json:"desk_id"`
+		NeverExecuted bool   `json:"never_executed"`
+	}
+	dec := json.NewDecoder(io.LimitReader(r.Body, 4<<10))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&body); err != nil || (body.DeskID == "") == !body.NeverExecuted {
+		http.Error(w, `body must be {"desk_id": "..."} or {"never_executed": true}`, http.StatusBadRequest)
+		return
+	}
+	if err := s.src.ResolveWithdrawal(r.Context(), id, body.DeskID, "http "+r.RemoteAddr); err != nil {
+		http.Error(w, err.Error(), http.StatusConflict)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(map[string]any{"id": id, "resolved": true})
+}
+
+// admin serves /pause and /resume behind the bearer token.
 func (s *Server) admin(pause bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if s.cfg.AdminToken == "" {
-			http.Error(w, "admin endpoints are disabled: no admin token is configured", http.StatusForbidden)
-			return
-		}
-		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(s.cfg.AdminToken)) != 1 {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="treasuryd"`)
-			http.Error(w, "unauthorized", http.StatusUnauthorized)
+		if !s.authorized(w, r) {
 			return
 		}
 		if err := s.pause.Set(r.Context(), pause, "http "+r.RemoteAddr); err != nil {

@@ -12,6 +12,7 @@ import (
 
 	"treasuryd/internal/astra"
 	"treasuryd/internal/config"
+	"treasuryd/internal/crashpoint"
 	"treasuryd/internal/journal"
 )
 
@@ -49,6 +50,7 @@ const (
 	ReasonPaused         = "paused"
 	ReasonCompliance     = "compliance"
 	ReasonInFlight       = "in_flight"
+	ReasonUnresolved     = "unresolved"
 	ReasonBelowHighWater = "below_high_water"
 	ReasonBelowMinAmount = "below_min_amount"
 	ReasonDailyCap       = "daily_cap"
@@ -94,6 +96,21 @@ func (r *Rebalancer) RunOnce(ctx context.Context) error {
 		r.st.setLastRun(now)
 		return errors.Join(append(errs, fmt.Errorf("withdraw: load open withdrawals: %w", err))...)
 	}
+	// A withdrawal nobody could match stays the rule's until an operator
+	// resolves it (Resolve): it may exist at the desk, so the rule must not
+	// pay the same excess again (SPEC 5.3: wait for completed or failed).
+	unresolved, err := r.store.Withdrawals(ctx, journal.WithdrawalFilter{States: []string{journal.WithdrawalUnresolved}})
+	if err != nil {
+		for _, rule := range pol.Rebalance.Rules {
+			r.note(rule.Name, ActionError, ReasonJournal, "")
+		}
+		r.st.setLastRun(now)
+		return errors.Join(append(errs, fmt.Errorf("withdraw: load unresolved withdrawals: %w", err))...)
+	}
+	blocked := make(map[string]bool, len(unresolved))
+	for _, w := range unresolved {
+		blocked[w.Rule] = true
+	}
 	inFlight := make(map[string]bool, len(open))
 	for _, w := range open {
 		inFlight[w.Rule] = true
@@ -101,6 +118,10 @@ func (r *Rebalancer) RunOnce(ctx context.Context) error {
 
 	bal := balanceCache{desk: r.desk}
 	for _, rule := range pol.Rebalance.Rules {
+		if blocked[rule.Name] {
+			r.skip(rule, ReasonUnresolved, "a withdrawal of this rule needs an operator (POST /withdrawals/{id}/resolve)")
+			continue
+		}
 		if err := r.runRule(ctx, pol, rule, inFlight[rule.Name], &bal); err != nil {
 			errs = append(errs, fmt.Errorf("rule %s: %w", rule.Name, err))
 		}
@@ -306,9 +327,11 @@ func (r *Rebalancer) withdraw(ctx context.Context, rule config.Rule, amount deci
 	fields := append(ruleFields(rule, amount), zap.Int64("id", id))
 	r.log.Info("withdrawal intent journaled", fields...)
 
+	crashpoint.Hit("withdraw-after-intent")
 	deskID, postErr := r.desk.CreateWithdrawal(ctx, astra.NewWithdrawal{
 		InstrumentSymbol: rule.Asset, Amount: amount, Network: rule.Network, Address: rule.Address,
 	})
+	crashpoint.Hit("withdraw-after-post")
 	// The result is recorded whatever happened to ctx meanwhile (Stop, a
 	// caller's deadline): an unrecorded POST would only be matched later.
 	wctx := context.WithoutCancel(ctx)

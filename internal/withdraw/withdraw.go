@@ -62,6 +62,7 @@ type Store interface {
 	UpdateWithdrawal(ctx context.Context, id int64, state, deskID, deskStatus, errMsg string) error
 	Withdrawals(ctx context.Context, f journal.WithdrawalFilter) ([]journal.Withdrawal, error)
 	OpenWithdrawals(ctx context.Context) ([]journal.Withdrawal, error)
+	WithdrawalByID(ctx context.Context, id int64) (journal.Withdrawal, error)
 }
 
 // Deps is what a Rebalancer needs.

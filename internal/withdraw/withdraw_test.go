@@ -292,16 +292,39 @@ func TestCrashBeforePOSTIntentIsUnresolvedAfterGraceAndRuleGoesOn(t *testing.T) 
 	if n := e.logs.FilterLevelExact(zapcore.ErrorLevel).FilterMessageSnippet("unresolved").Len(); n != 1 {
 		t.Errorf("%d error logs about the unresolved intent, want 1", n)
 	}
-	// The rule goes on, and the unresolved 1 counts against max_daily 1.5.
-	desk := e.desk.Withdrawals()
-	if len(desk) != 1 || !desk[0].Amount.Equal(dec("0.5")) {
-		t.Fatalf("desk holds %+v, want one new withdrawal of 0.5 (max_daily 1.5 less the unresolved 1)", desk)
+	// The rule waits for an operator: the unresolved one may exist at the
+	// desk, so paying the same excess again could pay it twice.
+	if n := len(e.desk.Withdrawals()); n != 0 {
+		t.Fatalf("desk holds %d withdrawals while the rule's withdrawal is unresolved, want 0", n)
+	}
+	if got := r.Status().Rules[0].Reason; got != ReasonUnresolved {
+		t.Errorf("rule reason %q while unresolved, want %q", got, ReasonUnresolved)
 	}
 	// Never retried.
 	e.clk.Advance(10 * time.Minute)
 	e.run(r)
-	if ws := e.journaled(); ws[0].State != journal.WithdrawalUnresolved {
-		t.Errorf("unresolved intent moved to %s", ws[0].State)
+	if ws := e.journaled(); ws[0].State != journal.WithdrawalUnresolved || len(e.desk.Withdrawals()) != 0 {
+		t.Fatalf("unresolved intent moved to %s / desk holds %d", ws[0].State, len(e.desk.Withdrawals()))
+	}
+	// A resolution naming a desk request that is not this one is refused.
+	if err := r.Resolve(ctx, ws[0].ID, "00000000-0000-4000-8000-000000000000", "test"); err == nil {
+		t.Fatal("Resolve accepted a desk id the desk does not list")
+	}
+	// The operator confirms it never executed: the rule goes on, and the
+	// failed intent no longer counts against max_daily 1.5.
+	if err := r.Resolve(ctx, ws[0].ID, "", "test"); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Resolve(ctx, ws[0].ID, "", "test"); !errors.Is(err, ErrNotUnresolved) {
+		t.Fatalf("second Resolve: %v, want ErrNotUnresolved", err)
+	}
+	if got := testutil.ToFloat64(e.m.WithdrawalsUnresolved.WithLabelValues(ruleName)); got != 0 {
+		t.Errorf("unresolved gauge = %v after resolution, want 0", got)
+	}
+	e.run(r)
+	desk := e.desk.Withdrawals()
+	if len(desk) != 1 || desk[0].Amount.GreaterThan(dec("1.5")) {
+		t.Fatalf("desk holds %+v after the resolution, want one withdrawal within max_daily 1.5", desk)
 	}
 }
 
