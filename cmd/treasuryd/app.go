@@ -14,6 +14,7 @@ import (
 	"go.uber.org/fx/fxevent"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+	"golang.org/x/sync/errgroup"
 
 	"treasuryd/internal/astra"
 	"treasuryd/internal/astral"
@@ -88,6 +89,18 @@ func appOptions(p *config.Policy, path, apiKey string, log *zap.Logger, extra ..
 		withdraw.Module,
 		ledger.Module,
 		fx.Invoke(func(*operator.Server, *strategy.Engine, *withdraw.Rebalancer, *ledger.Reconciler) {}),
+		// Registered last, so it runs first on stop: SIGTERM stops new
+		// decisions and withdrawals at once, in parallel, before any other
+		// part takes its share of the shutdown timeout (SPEC 7.10). The
+		// later Stop calls of their own hooks are no-ops.
+		fx.Invoke(func(lc fx.Lifecycle, e *strategy.Engine, rb *withdraw.Rebalancer) {
+			lc.Append(fx.Hook{OnStop: func(ctx context.Context) error {
+				var g errgroup.Group
+				g.Go(func() error { return e.Stop(ctx) })
+				g.Go(func() error { return rb.Stop(ctx) })
+				return g.Wait()
+			}})
+		}),
 	)
 }
 
@@ -126,6 +139,17 @@ func cmdRun(c *common, _ []string, stdout, stderr io.Writer) int {
 		log.Error("no API key", zap.Error(err))
 		return exitUsage
 	}
+	// Signals are ours from here on: one arriving while the simulators or
+	// the app start is acted on as soon as the start returns, and SIGHUP
+	// (a reload, while the Reloader runs) never takes the default action of
+	// killing the process outside that window.
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sig)
+	hup := make(chan os.Signal, 1) // never read: delivery to a full channel is dropped
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
 	var (
 		sb    *sandbox
 		extra []fx.Option
@@ -158,9 +182,6 @@ func cmdRun(c *common, _ []string, stdout, stderr io.Writer) int {
 		zap.Int("programs", len(p.Programs)), zap.Int("rules", len(p.Rebalance.Rules)), zap.Bool("dry_run", p.DryRun),
 		zap.Bool("sandbox", p.Sandbox != nil))
 
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
-	defer signal.Stop(sig)
 	s := <-sig
 	log.Info("stopping", zap.String("signal", s.String()), zap.Duration("timeout", p.ShutdownTimeout))
 	// Leave a little of the timeout for closing the journal and exiting.

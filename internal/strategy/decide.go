@@ -226,7 +226,8 @@ func (p *Program) decideLocked(q *astra.Quote, base, quote decimal.Decimal, env 
 		}
 		return Decision{OutcomeCompliance, "compliance gate closed"}
 	}
-	if remainingNanos(q.ExpiryMicros, nowNanos) < p.minValidity {
+	// An expired quote is never accepted, even with min_validity 0.
+	if left := remainingNanos(q.ExpiryMicros, nowNanos); left < p.minValidity || left <= 0 {
 		return Decision{OutcomeExpiring, "less than min_validity left before expiry"}
 	}
 	if !p.withinLimit(base, quote) {

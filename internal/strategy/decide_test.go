@@ -78,6 +78,11 @@ func openEnv() Env {
 	return Env{GateOpen: true, Balance: dec("5"), BalanceKnown: true}
 }
 
+func zeroValidity(c config.Program) config.Program {
+	c.MinValidity = 0
+	return c
+}
+
 func TestDecideOutcomes(t *testing.T) {
 	sell := sellProgram()
 	buy := buyProgram()
@@ -104,6 +109,8 @@ func TestDecideOutcomes(t *testing.T) {
 		{name: "expiring below min_validity", cfg: sell, quote: sized(sell, "65000", 499*time.Millisecond), want: OutcomeExpiring},
 		{name: "expired", cfg: sell, quote: sized(sell, "65000", -time.Second), want: OutcomeExpiring},
 		{name: "exactly min_validity left is enough", cfg: sell, quote: sized(sell, "65000", 500*time.Millisecond), want: OutcomeAccepted},
+		{name: "expiring now with min_validity 0", cfg: zeroValidity(sell), quote: sized(sell, "65000", 0), want: OutcomeExpiring},
+		{name: "any time left with min_validity 0", cfg: zeroValidity(sell), quote: sized(sell, "65000", time.Microsecond), want: OutcomeAccepted},
 		{name: "sell below limit", cfg: sell, quote: sized(sell, "63999.99", 5*time.Second), want: OutcomeLimitPrice},
 		{name: "sell at limit", cfg: sell, quote: sized(sell, "64000", 5*time.Second), want: OutcomeAccepted},
 		{name: "buy above limit", cfg: buy, quote: sized(buy, "64000.01", 5*time.Second),
