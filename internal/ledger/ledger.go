@@ -47,9 +47,15 @@ const (
 	// clockSkew is how much earlier than our own record a desk record may be
 	// stamped and still match it: the desk's clock and ours differ.
 	clockSkew = time.Minute
-	// settleGrace: accepts younger than this are not judged yet; their POST
-	// may still be in flight or the desk's history may lag.
+	// settleGrace: an ok accept younger than this is not judged yet; the
+	// desk's history may lag its answer.
 	settleGrace = 30 * time.Second
+	// missingGrace: an unknown accept is settled as missing only when no
+	// convert has appeared for this long. It is far above any request
+	// timeout, so the POST cannot still be in flight, and above any lag of
+	// the desk's history: settling as missing frees the accept's share of
+	// the caps at the next start, so doing it early could exceed them.
+	missingGrace = 5 * time.Minute
 	// failedWindow: a failed withdrawal is reported as a break while it was
 	// updated within this window, not forever (history never changes).
 	failedWindow = 24 * time.Hour
@@ -450,8 +456,13 @@ func (r *Reconciler) matchTrades(ctx context.Context, rep *Report, accepts []jou
 				rep.Breaks = append(rep.Breaks, Break{Kind: MissingTrade, Asset: a.BaseAsset, Ref: fmt.Sprint(a.ID),
 					Detail: fmt.Sprintf("accept %d of %s (quote %s, %s %s) answered ok but no convert matches", a.ID, a.Program, a.QuoteID, a.BaseQty, a.BaseAsset)})
 			}
-		case journal.AcceptUnknown, journal.AcceptPending:
-			if hit == nil && young {
+		case journal.AcceptPending:
+			// Still in the daemon's hands (or of a daemon that died: its next
+			// start reads it as unknown). Never settled from here; a convert
+			// it made is simply not unexpected.
+			continue
+		case journal.AcceptUnknown:
+			if hit == nil && now.Sub(a.SentAt) < missingGrace {
 				continue
 			}
 			result, cid := journal.AcceptMissing, ""

@@ -83,9 +83,9 @@ func newFixture(t *testing.T) *fixture {
 		Desk:    client,
 		Journal: j,
 		Epoch:   j.Epoch,
-		// The reconciler judges a little later than the events: accepts
+		// The reconciler judges later than the events: unknown accepts
 		// younger than its grace period are left alone.
-		Now: func() time.Time { return clk.Now().Add(time.Minute) },
+		Now: func() time.Time { return clk.Now().Add(10 * time.Minute) },
 	})
 	return f
 }
@@ -119,8 +119,10 @@ func (f *fixture) trade(t *testing.T, result string) journal.Accept {
 	if err := f.client.AcceptQuote(ctx, q.Raw); err != nil {
 		t.Fatalf("accept: %v", err)
 	}
-	if err := f.journal.SetAcceptResult(ctx, id, result, "", f.clock.Now()); err != nil {
-		t.Fatal(err)
+	if result != journal.AcceptPending {
+		if err := f.journal.SetAcceptResult(ctx, id, result, "", f.clock.Now()); err != nil {
+			t.Fatal(err)
+		}
 	}
 	a.Result = result
 	return a
@@ -311,23 +313,63 @@ func TestReconcileSettlesUnknownAcceptsBothWays(t *testing.T) {
 	}
 }
 
-func TestReconcileDoesNotJudgeYoungUnknownAccepts(t *testing.T) {
+func TestReconcileNeverSettlesPendingOrYoungUnknownAccepts(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
-	rec := ledger.New(ledger.Deps{Desk: f.client, Journal: f.journal, Now: f.clock.Now}) // judged at once
-	id, err := f.journal.InsertAccept(ctx, journal.Accept{Program: "sell-btc", QuoteID: "q-inflight", RawQuote: []byte(`{}`),
-		BaseAsset: "BTC", QuoteAsset: "USD", Side: "sell", BaseQty: dec("0.1"), QuoteQty: dec("1"), SentAt: f.clock.Now()})
+	// Judged two minutes after the accepts: beyond any request timeout, well
+	// inside the grace before an unknown accept may be called missing.
+	rec := ledger.New(ledger.Deps{Desk: f.client, Journal: f.journal, Now: func() time.Time { return f.clock.Now().Add(2 * time.Minute) }})
+	insert := func(quoteID, result string) int64 {
+		id, err := f.journal.InsertAccept(ctx, journal.Accept{Program: "sell-btc", QuoteID: quoteID, RawQuote: []byte(`{}`),
+			BaseAsset: "BTC", QuoteAsset: "USD", Side: "sell", BaseQty: dec("0.1"), QuoteQty: dec("1"), SentAt: f.clock.Now()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if result != journal.AcceptPending {
+			if err := f.journal.SetAcceptResult(ctx, id, result, "timeout", f.clock.Now()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return id
+	}
+	pending := insert("q-inflight", journal.AcceptPending)
+	unknown := insert("q-unknown", journal.AcceptUnknown)
+	rep, err := rec.Run(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := rec.Run(ctx); err != nil {
+	for id, want := range map[int64]string{pending: journal.AcceptPending, unknown: journal.AcceptUnknown} {
+		got, err := f.journal.AcceptByID(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Result != want {
+			t.Errorf("accept %d settled as %q within the grace; want it left %q", id, got.Result, want)
+		}
+	}
+	if len(rep.Settled) != 0 || !rep.Clean() {
+		t.Errorf("settled %d, breaks %+v; want neither", len(rep.Settled), rep.Breaks)
+	}
+}
+
+func TestReconcilePendingAcceptExplainsItsConvert(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	f.trade(t, journal.AcceptOK)
+	// A second trade whose result the daemon has not journaled yet.
+	p := f.trade(t, journal.AcceptPending)
+	rep, err := f.rec.Run(ctx)
+	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := f.journal.AcceptByID(ctx, id)
+	if !rep.Clean() {
+		t.Fatalf("a pending accept's convert was reported: %+v", rep.Breaks)
+	}
+	got, err := f.journal.AcceptByID(ctx, p.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got.Result != journal.AcceptPending {
-		t.Fatalf("an accept still in flight was settled as %q", got.Result)
+		t.Fatalf("pending accept settled as %q by reconciliation", got.Result)
 	}
 }
