@@ -37,7 +37,7 @@ const startTimeout = 30 * time.Second
 // only the command line knows (the loaded policy, its path, the key) and the
 // glue that hands the gate and the kill switch to their consumers as the
 // small interfaces those packages declare.
-func appOptions(p *config.Policy, path, apiKey string, log *zap.Logger, extra ...fx.Option) fx.Option {
+func appOptions(p *config.Policy, up upstream, path, apiKey string, log *zap.Logger, extra ...fx.Option) fx.Option {
 	return fx.Options(
 		fx.Options(extra...),
 		fx.WithLogger(func() fxevent.Logger {
@@ -50,11 +50,11 @@ func appOptions(p *config.Policy, path, apiKey string, log *zap.Logger, extra ..
 		fx.Supply(p, log, metrics.BuildVersion(version), config.Path(path), journal.Path(p.State.Path)),
 		fx.Provide(
 			func(m *metrics.Metrics) astra.Options {
-				return astra.Options{BaseURL: p.Astra.BaseURL, WSURL: p.Astra.WSURL, APIKey: apiKey, AccountID: p.AccountID,
+				return astra.Options{BaseURL: up.astraBase, WSURL: up.astraWS, APIKey: apiKey, AccountID: p.AccountID,
 					Timeout: p.Astra.RequestTimeout, Observe: astra.ObserveFunc(m.ObserveAPI)}
 			},
 			func(m *metrics.Metrics) astral.Options {
-				return astral.Options{BaseURL: p.Astral.BaseURL, Timeout: p.Astral.RequestTimeout, Observe: astral.ObserveFunc(m.ObserveAPI)}
+				return astral.Options{BaseURL: up.astralBase, Timeout: p.Astral.RequestTimeout, Observe: astral.ObserveFunc(m.ObserveAPI)}
 			},
 			func() operator.Config {
 				return operator.Config{Listen: p.HTTP.Listen, AdminToken: p.AdminToken()}
@@ -105,17 +105,11 @@ func appOptions(p *config.Policy, path, apiKey string, log *zap.Logger, extra ..
 }
 
 // statusSources feeds /status and /readyz from the running parts.
-func statusSources(j *journal.Journal, e *strategy.Engine, g *compliance.Gate, gate compliance.Opener,
+func statusSources(j *journal.Journal, e *strategy.Engine, g *compliance.Gate,
 	rb *withdraw.Rebalancer, rec *ledger.Reconciler) operator.Sources {
 	return operator.Sources{
-		Programs: func() any { return e.Status() },
-		Compliance: func() any {
-			if _, enabled := gate.(*compliance.Gate); enabled {
-				return g.Status()
-			}
-			open, reason := gate.Open()
-			return map[string]any{"open": open, "reason": reason}
-		},
+		Programs:          func() any { return e.Status() },
+		Compliance:        func() any { return g.Status() },
 		Withdrawals:       func() any { return rb.Status() },
 		ResolveWithdrawal: rb.Resolve,
 		Reconcile:         func() any { return rec.Status() },
@@ -153,6 +147,7 @@ func cmdRun(c *common, _ []string, stdout, stderr io.Writer) int {
 	var (
 		sb    *sandbox
 		extra []fx.Option
+		up    = policyUpstream(p)
 	)
 	if p.Sandbox != nil {
 		floor := ledger.Floor(time.Now())
@@ -162,8 +157,9 @@ func cmdRun(c *common, _ []string, stdout, stderr io.Writer) int {
 			return exitRuntime
 		}
 		defer sb.Close()
+		up = sb.upstream()
 	}
-	app := fx.New(appOptions(p, c.configPath, apiKey, log, extra...))
+	app := fx.New(appOptions(p, up, c.configPath, apiKey, log, extra...))
 	if err := app.Err(); err != nil {
 		log.Error("daemon not built", zap.Error(err))
 		return exitRuntime

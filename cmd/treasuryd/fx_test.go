@@ -17,7 +17,7 @@ func TestAppGraphIsComplete(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := fx.ValidateApp(appOptions(p, path, "test-key", zap.NewNop())); err != nil {
+		if err := fx.ValidateApp(appOptions(p, policyUpstream(p), path, "test-key", zap.NewNop())); err != nil {
 			t.Fatalf("%s: %v", path, err)
 		}
 	}

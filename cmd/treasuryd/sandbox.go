@@ -19,10 +19,10 @@ type sandbox struct {
 	astral *sim.Astral
 }
 
-// startSandbox starts both simulators on loopback and rewrites p's upstream
-// URLs to point at them. The Astral simulator holds a fresh valid proof for
+// startSandbox starts both simulators on loopback. The Astral simulator holds a fresh valid proof for
 // the compliance subject at the centre of the first allow region. The desk
-// accepts apiKey, the one the daemon will send.
+// accepts apiKey, the one the daemon will send. p is not changed: the
+// daemon reaches the simulators through upstream().
 func startSandbox(p *config.Policy, apiKey string, log *zap.Logger) (*sandbox, error) {
 	sb := p.Sandbox
 	desk, err := sim.NewDesk(sim.DeskConfig{
@@ -64,11 +64,23 @@ func startSandbox(p *config.Policy, apiKey string, log *zap.Logger) (*sandbox, e
 		uid := astral.AddProof(spec)
 		log.Info("sandbox: location proof seeded", zap.String("uid", uid), zap.Float64("lng", lng), zap.Float64("lat", lat))
 	}
-	p.Astra.BaseURL = desk.BaseURL()
-	p.Astra.WSURL = desk.WSURL()
-	p.Astral.BaseURL = astral.BaseURL()
 	log.Info("sandbox: simulators started", zap.String("astra", desk.BaseURL()), zap.String("astral", astral.BaseURL()))
 	return &sandbox{desk: desk, astral: astral}, nil
+}
+
+// upstream is where the daemon's clients connect: the policy's URLs, or the
+// sandbox's simulators. The policy itself is left as the file says, so a
+// reload compares like with like.
+type upstream struct {
+	astraBase, astraWS, astralBase string
+}
+
+func policyUpstream(p *config.Policy) upstream {
+	return upstream{astraBase: p.Astra.BaseURL, astraWS: p.Astra.WSURL, astralBase: p.Astral.BaseURL}
+}
+
+func (s *sandbox) upstream() upstream {
+	return upstream{astraBase: s.desk.BaseURL(), astraWS: s.desk.WSURL(), astralBase: s.astral.BaseURL()}
 }
 
 func (s *sandbox) Close() {

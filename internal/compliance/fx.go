@@ -14,22 +14,16 @@ type Opener interface {
 	Open() (bool, string)
 }
 
-// Module provides the gate (*Gate, refreshed between OnStart and OnStop) and
-// the Opener the accept and withdrawal paths consult: the gate itself when
-// compliance is enabled, AlwaysOpen when the policy disables it.
+// Module provides the gate, refreshed between OnStart and OnStop, as *Gate
+// and as the Opener the accept and withdrawal paths consult. It is the gate
+// even when the policy disables compliance: it reads the current policy at
+// every decision and refresh (and does no I/O while disabled), so a reload
+// that enables compliance closes it until a proof passes.
 var Module = fx.Module("compliance",
 	fx.Provide(func(lc fx.Lifecycle, log *zap.Logger, m *metrics.Metrics, c *astral.Client, r *config.Reloader) *Gate {
 		g := New(Deps{Log: log.Named("compliance"), Metrics: m, Client: c, Config: func() config.Compliance { return r.Current().Compliance }})
-		if r.Current().Compliance.Enabled {
-			lc.Append(fx.StartStopHook(g.Start, g.Stop))
-		}
+		lc.Append(fx.StartStopHook(g.Start, g.Stop))
 		return g
 	}),
-	fx.Provide(func(g *Gate, r *config.Reloader, m *metrics.Metrics) Opener {
-		if r.Current().Compliance.Enabled {
-			return g
-		}
-		m.ComplianceGateOpen.Set(1)
-		return AlwaysOpen{}
-	}),
+	fx.Provide(func(g *Gate) Opener { return g }),
 )

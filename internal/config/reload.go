@@ -103,6 +103,16 @@ func (r *Reloader) reload(trigger string) error {
 		r.log.Debug("policy unchanged", zap.String("trigger", trigger))
 		return nil
 	}
+	if changed := restartOnly(old, p); len(changed) > 0 {
+		ve := &ValidationError{File: r.path}
+		for _, c := range changed {
+			ve.Problems = append(ve.Problems, Problem{Path: c, Msg: "changes take effect only on restart; restart the daemon to apply them"})
+		}
+		r.log.Error("policy reload refused; the running policy stays",
+			zap.String("trigger", trigger), zap.Strings("restart_only", changed))
+		r.onResult(false)
+		return ve
+	}
 	r.cur.Store(p)
 	r.log.Info("policy reloaded", zap.String("trigger", trigger))
 	for _, fn := range r.subs {
