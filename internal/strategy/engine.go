@@ -16,6 +16,7 @@ import (
 
 	"treasuryd/internal/astra"
 	"treasuryd/internal/config"
+	"treasuryd/internal/crashpoint"
 	"treasuryd/internal/journal"
 	"treasuryd/internal/metrics"
 	"treasuryd/internal/quotes"
@@ -384,6 +385,7 @@ func (e *Engine) accept(r *runner, a journal.Accept, decidedAt, receivedAt time.
 		release()
 		return
 	}
+	crashpoint.Hit("accept-after-journal")
 	rec := &acceptRec{id: id, quoteID: a.QuoteID}
 	r.mu.Lock()
 	r.current = rec
@@ -413,6 +415,7 @@ func (e *Engine) accept(r *runner, a journal.Accept, decidedAt, receivedAt time.
 		zap.Stringer("base_qty", a.BaseQty), zap.Stringer("quote_qty", a.QuoteQty),
 		zap.Int64("accept_id", id), zap.Time("expiry", time.UnixMicro(a.ExpiryMicros)))
 	err = e.d.Desk.AcceptQuote(e.acceptCtx, a.RawQuote)
+	crashpoint.Hit("accept-after-post")
 	result, msg := classify(err)
 	if !rec.resolved.CompareAndSwap(false, true) {
 		return // Stop gave up waiting and journaled it unknown
@@ -591,6 +594,14 @@ func (e *Engine) Ready() bool { return e.ready.Load() }
 // sold (or may have: in flight and unknown ones count). ok is false before
 // the first successful poll.
 func (e *Engine) Balance(asset string) (decimal.Decimal, bool) { return e.bal.get(asset) }
+
+// Withdrawing tells the engine that qty of asset is leaving the account by a
+// withdrawal request sent now. Until a balance poll that starts after now
+// shows it, the reserve check counts it as gone, so sells decided meanwhile
+// cannot take the balance below reserve on a stale figure.
+func (e *Engine) Withdrawing(asset string, qty decimal.Decimal) {
+	e.bal.settle(e.bal.hold(asset, qty), e.now())
+}
 
 // pollBalances fetches the balances now and every BalanceEvery.
 func (e *Engine) pollBalances(ctx context.Context) {

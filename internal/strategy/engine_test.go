@@ -230,6 +230,19 @@ func TestEngineReadyAfterTheFirstBalanceFetch(t *testing.T) {
 	}
 }
 
+// TestWithdrawalCountsAgainstTheBalanceAtOnce: a withdrawal sent between two
+// balance polls lowers the balance the reserve check sees immediately, and
+// the next poll that started after it takes over.
+func TestWithdrawalCountsAgainstTheBalanceAtOnce(t *testing.T) {
+	rg := newRig(t, 5*time.Second, nil)
+	e, _ := rg.start(policy(), nil)
+	waitFor(t, "ready", 5*time.Second, e.Ready)
+	e.Withdrawing("BTC", dec("7.5"))
+	if b, ok := e.Balance("BTC"); !ok || !b.Equal(dec("12.5")) {
+		t.Fatalf("balance BTC right after a 7.5 withdrawal = %s, %v; want 12.5", b, ok)
+	}
+}
+
 // TestNoAcceptWhileGatedPausedOrDryRun: invariant 5.
 func TestNoAcceptWhileGatedPausedOrDryRun(t *testing.T) {
 	tests := []struct {

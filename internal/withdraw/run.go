@@ -327,6 +327,9 @@ func (r *Rebalancer) withdraw(ctx context.Context, rule config.Rule, amount deci
 	fields := append(ruleFields(rule, amount), zap.Int64("id", id))
 	r.log.Info("withdrawal intent journaled", fields...)
 
+	if r.onSend != nil {
+		r.onSend(rule.Asset, amount)
+	}
 	crashpoint.Hit("withdraw-after-intent")
 	deskID, postErr := r.desk.CreateWithdrawal(ctx, astra.NewWithdrawal{
 		InstrumentSymbol: rule.Asset, Amount: amount, Network: rule.Network, Address: rule.Address,

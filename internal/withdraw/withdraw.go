@@ -20,6 +20,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/shopspring/decimal"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -84,6 +85,10 @@ type Deps struct {
 	// unmatched at the desk (counted from when it was journaled) before it
 	// is marked unresolved (default 2m).
 	MatchGrace time.Duration
+	// OnSend, when set, is told of every withdrawal about to be POSTed, so
+	// the accept path's reserve check counts the amount as gone at once
+	// rather than at its next balance poll.
+	OnSend func(asset string, amount decimal.Decimal)
 }
 
 const (
@@ -108,6 +113,7 @@ type Rebalancer struct {
 	now         func() time.Time
 	followEvery time.Duration
 	matchGrace  time.Duration
+	onSend      func(asset string, amount decimal.Decimal)
 
 	// work serialises every pass that reads or writes withdrawal state
 	// (RunOnce, the follow tick, the start-up resolution): two passes never
@@ -163,6 +169,7 @@ func New(d Deps) *Rebalancer {
 		now:         d.Now,
 		followEvery: d.FollowEvery,
 		matchGrace:  d.MatchGrace,
+		onSend:      d.OnSend,
 		life:        life,
 		kill:        kill,
 		quit:        make(chan struct{}),
