@@ -247,16 +247,25 @@ func TestBalanceWhoseIDDiffersFromItsKeyIsAnError(t *testing.T) {
 func TestTimestampsAcceptFractionalSecondsAndOffsets(t *testing.T) {
 	d := listDesk(t, `[
 	 {"displayId":"a","amount":"1","createdAt":"2024-01-15T10:30:00.123456Z"},
-	 {"displayId":"b","amount":"1","createdAt":"2024-01-15T12:30:00+02:00"}]`)
+	 {"displayId":"b","amount":"1","createdAt":"2024-01-15T12:30:00+02:00"},
+	 {"displayId":"c","amount":"1","createdAt":"2024-01-15T12:30:00+0200"},
+	 {"displayId":"d","amount":"1","createdAt":"2024-01-15 10:30:00.5+00:00"},
+	 {"displayId":"e","amount":"1","createdAt":"2024-01-15T10:30:00"}]`)
 	got, err := collect(context.Background(), newClient(t, d.URL, nil).Transactions)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := time.Date(2024, 1, 15, 10, 30, 0, 123456000, time.UTC); !got[0].CreatedAt.Equal(want) {
-		t.Errorf("fractional: %v, want %v", got[0].CreatedAt, want)
+	want := []time.Time{
+		time.Date(2024, 1, 15, 10, 30, 0, 123456000, time.UTC), // fractional seconds
+		time.Date(2024, 1, 15, 10, 30, 0, 0, time.UTC),         // offset
+		time.Date(2024, 1, 15, 10, 30, 0, 0, time.UTC),         // offset without a colon
+		time.Date(2024, 1, 15, 10, 30, 0, 500000000, time.UTC), // space for T
+		time.Date(2024, 1, 15, 10, 30, 0, 0, time.UTC),         // no zone: UTC
 	}
-	if want := time.Date(2024, 1, 15, 10, 30, 0, 0, time.UTC); !got[1].CreatedAt.Equal(want) {
-		t.Errorf("offset: %v, want %v", got[1].CreatedAt, want)
+	for i, w := range want {
+		if !got[i].CreatedAt.Equal(w) {
+			t.Errorf("%s: %v, want %v", got[i].DisplayID, got[i].CreatedAt, w)
+		}
 	}
 }
 

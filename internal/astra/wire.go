@@ -115,8 +115,21 @@ func intField(name string, t jsonText) (*int64, error) {
 	return nil, fmt.Errorf("%s %s is not an integer", name, t.shown())
 }
 
-// timeField parses an ISO 8601 (RFC 3339) timestamp, with or without
-// fractional seconds. An empty optional one is the zero time.
+// isoLayouts are the ISO 8601 forms the reference's "ISO 8601 timestamp"
+// may take: RFC 3339 first, then a numeric zone without a colon, a space
+// instead of the T (as databases print), and no zone at all, read as UTC
+// (the desk's samples are all UTC).
+var isoLayouts = []string{
+	time.RFC3339Nano,
+	"2006-01-02T15:04:05.999999999Z0700",
+	"2006-01-02 15:04:05.999999999Z07:00",
+	"2006-01-02 15:04:05.999999999Z0700",
+	"2006-01-02T15:04:05.999999999",
+	"2006-01-02 15:04:05.999999999",
+}
+
+// timeField parses an ISO 8601 timestamp (see isoLayouts). An empty optional
+// one is the zero time.
 func timeField(name, s string, required bool) (time.Time, error) {
 	if s == "" {
 		if required {
@@ -124,11 +137,12 @@ func timeField(name, s string, required bool) (time.Time, error) {
 		}
 		return time.Time{}, nil
 	}
-	t, err := time.Parse(time.RFC3339Nano, s)
-	if err != nil {
-		return time.Time{}, fmt.Errorf("%s %q is not an RFC 3339 timestamp", name, s)
+	for _, layout := range isoLayouts {
+		if t, err := time.Parse(layout, s); err == nil {
+			return t, nil
+		}
 	}
-	return t, nil
+	return time.Time{}, fmt.Errorf("%s %q is not an ISO 8601 timestamp", name, s)
 }
 
 // rawObject keeps metadata as sent; null becomes nil.
