@@ -290,28 +290,35 @@ func (g *Gate) Refresh(ctx context.Context) error {
 // find walks the subject's recent proofs and returns the newest passing one,
 // or the reason (and uid) of the newest failing one.
 func (g *Gate) find(ctx context.Context, cfg config.Compliance, pol *policy, now time.Time) (best *astral.Proof, failReason, failUID string, err error) {
-	q := astral.Query{Subject: cfg.Subject, From: now.Add(-cfg.MaxProofAge)}
-	if len(cfg.Chains) == 1 {
-		q.Chain = cfg.Chains[0]
-	}
 	failReason = ReasonNoProof
 	var failAt time.Time
-	err = g.d.Client.Proofs(ctx, q, func(p astral.Proof) error {
-		ok, r := pol.check(p, now)
-		if ok {
-			if best == nil || p.EventTimestamp.After(best.EventTimestamp) {
-				cp := p
-				best = &cp
+	seen := map[string]bool{}
+	for _, subject := range subjectForms(cfg.Subject) {
+		q := astral.Query{Subject: subject, From: now.Add(-cfg.MaxProofAge)}
+		if len(cfg.Chains) == 1 {
+			q.Chain = cfg.Chains[0]
+		}
+		err = g.d.Client.Proofs(ctx, q, func(p astral.Proof) error {
+			if seen[p.UID] {
+				return nil
+			}
+			seen[p.UID] = true
+			ok, r := pol.check(p, now)
+			if ok {
+				if best == nil || p.EventTimestamp.After(best.EventTimestamp) {
+					cp := p
+					best = &cp
+				}
+				return nil
+			}
+			if failUID == "" || p.EventTimestamp.After(failAt) {
+				failReason, failUID, failAt = r, p.UID, p.EventTimestamp
 			}
 			return nil
+		})
+		if err != nil {
+			return nil, "", "", err
 		}
-		if failUID == "" || p.EventTimestamp.After(failAt) {
-			failReason, failUID, failAt = r, p.UID, p.EventTimestamp
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, "", "", err
 	}
 	return best, failReason, failUID, nil
 }
