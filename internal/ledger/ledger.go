@@ -438,17 +438,37 @@ func (r *Reconciler) matchTrades(ctx context.Context, rep *Report, accepts []jou
 		sort.Slice(refs, func(i, j int) bool { return refs[i].c.CreatedAt.Before(refs[j].c.CreatedAt) })
 	}
 	sort.Slice(accepts, func(i, j int) bool { return accepts[i].SentAt.Before(accepts[j].SentAt) })
-	for _, a := range accepts {
-		var hit *convertRef
-		for _, ref := range byKey[acceptKey(a)] {
-			if !ref.matched && !ref.c.CreatedAt.Before(a.SentAt.Add(-clockSkew)) {
-				hit = ref
-				break
+	// Accepts answered ok certainly have a convert: they choose first, each
+	// the unmatched one nearest its send time; unknown ones share what is
+	// left, so one never sent cannot take a convert that is not its own.
+	hits := make([]*convertRef, len(accepts))
+	for _, okPass := range []bool{true, false} {
+		for i, a := range accepts {
+			if (a.Result == journal.AcceptOK) != okPass {
+				continue
 			}
+			var hit *convertRef
+			var best time.Duration
+			for _, ref := range byKey[acceptKey(a)] {
+				if ref.matched || ref.c.CreatedAt.Before(a.SentAt.Add(-clockSkew)) {
+					continue
+				}
+				d := ref.c.CreatedAt.Sub(a.SentAt)
+				if d < 0 {
+					d = -d
+				}
+				if hit == nil || d < best {
+					hit, best = ref, d
+				}
+			}
+			if hit != nil {
+				hit.matched = true
+			}
+			hits[i] = hit
 		}
-		if hit != nil {
-			hit.matched = true
-		}
+	}
+	for i, a := range accepts {
+		hit := hits[i]
 		young := now.Sub(a.SentAt) < settleGrace
 		switch a.Result {
 		case journal.AcceptOK:

@@ -373,3 +373,36 @@ func TestReconcilePendingAcceptExplainsItsConvert(t *testing.T) {
 		t.Fatalf("pending accept settled as %q by reconciliation", got.Result)
 	}
 }
+
+// TestReconcileNeverGivesAnOkAcceptsConvertToAnUnsentOne: converts carry no
+// quote id, so with identical quantities an unknown accept journaled earlier
+// (and never sent) must not take the convert of the later accept the desk
+// answered ok.
+func TestReconcileNeverGivesAnOkAcceptsConvertToAnUnsentOne(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	sent := f.trade(t, journal.AcceptOK)
+	ghost := sent
+	ghost.QuoteID, ghost.SentAt = "q-never-sent", sent.SentAt.Add(-time.Second)
+	gid, err := f.journal.InsertAccept(ctx, ghost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.journal.SetAcceptResult(ctx, gid, journal.AcceptUnknown, "crash", ghost.SentAt); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := f.rec.Run(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.Clean() {
+		t.Fatalf("breaks: %+v", rep.Breaks)
+	}
+	got, err := f.journal.AcceptByID(ctx, gid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Result != journal.AcceptMissing {
+		t.Fatalf("the never-sent accept settled as %q; want missing", got.Result)
+	}
+}
