@@ -12,6 +12,10 @@ import (
 	"github.com/gorilla/websocket"
 )
 
+// maxIdleConns bounds the idle keep-alive connections to the desk: enough for
+// a few hundred programs accepting in the same instant, each an idle socket.
+const maxIdleConns = 256
+
 // APIKeyHeader carries the API key on every request and on the WebSocket
 // handshake. The key never appears anywhere else (SPEC 7.9).
 const APIKeyHeader = "x-astra-api-key"
@@ -86,7 +90,13 @@ func New(o Options) (*Client, error) {
 		c := *o.HTTPClient // a copy: the caller's client is not changed
 		hc = &c
 	} else {
-		hc = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		// One desk host, many programs accepting at once: keep their
+		// connections warm instead of dialling (and handshaking TLS) per
+		// accept. net/http's default keeps only 2 idle per host.
+		t.MaxIdleConns = maxIdleConns
+		t.MaxIdleConnsPerHost = maxIdleConns
+		hc = &http.Client{Transport: t}
 	}
 	// Redirects are not followed: net/http would re-send the custom key
 	// header to whatever host a redirect names, and would turn a POST into

@@ -335,9 +335,24 @@ func (g *Gate) Start(ctx context.Context) error {
 	loopCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	g.cancel = cancel
 	g.done = make(chan struct{})
-	go g.run(loopCtx, g.done)
+	first := make(chan struct{})
+	go g.run(loopCtx, g.done, first)
+	// The gate starts closed. Give the first refresh a bounded moment so the
+	// first quotes are decided on a checked proof rather than refused for
+	// compliance; a slow index only delays this, and the gate stays closed.
+	wait := time.NewTimer(firstRefreshWait)
+	defer wait.Stop()
+	select {
+	case <-first:
+	case <-wait.C:
+		g.d.Log.Warn("first compliance refresh still running; the gate stays closed until it passes", zap.Duration("waited", firstRefreshWait))
+	case <-ctx.Done():
+	}
 	return nil
 }
+
+// firstRefreshWait bounds how long Start waits for the first refresh.
+const firstRefreshWait = 2 * time.Second
 
 // Stop ends the refresh loop and waits for it (bounded by ctx). Safe to call
 // twice. The gate keeps answering Open from its last state.
@@ -358,13 +373,17 @@ func (g *Gate) Stop(ctx context.Context) error {
 	}
 }
 
-func (g *Gate) run(ctx context.Context, done chan struct{}) {
+func (g *Gate) run(ctx context.Context, done, first chan struct{}) {
 	defer close(done)
 	g.checkChains(ctx)
 	for {
 		rctx, cancel := context.WithTimeout(ctx, refreshTimeout)
 		err := g.Refresh(rctx)
 		cancel()
+		if first != nil {
+			close(first)
+			first = nil
+		}
 		if ctx.Err() != nil {
 			return
 		}

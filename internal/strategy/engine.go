@@ -223,7 +223,20 @@ func (e *Engine) Start(ctx context.Context) error {
 	e.state = 1
 	runCtx, cancel := context.WithCancel(context.Background())
 	e.cancel, e.pollDone = cancel, make(chan struct{})
-	go e.pollBalances(runCtx)
+	first := make(chan struct{})
+	go e.pollBalances(runCtx, first)
+	// The first quotes arrive as soon as the streams open: give the first
+	// balance fetch a bounded moment, so they are decided on a known
+	// balance rather than refused for reserve. A slow desk only delays
+	// this; the poller carries on in the background.
+	wait := time.NewTimer(firstBalanceWait)
+	select {
+	case <-first:
+	case <-wait.C:
+		e.log.Warn("first balance fetch still running; streams open anyway", zap.Duration("waited", firstBalanceWait))
+	case <-ctx.Done():
+	}
+	wait.Stop()
 	for _, r := range runners {
 		e.runners[r.name] = r
 		if err := r.stream.Start(ctx); err != nil {
@@ -604,7 +617,14 @@ func (e *Engine) Withdrawing(asset string, qty decimal.Decimal) {
 }
 
 // pollBalances fetches the balances now and every BalanceEvery.
-func (e *Engine) pollBalances(ctx context.Context) {
+// firstBalanceWait bounds how long Start waits for the first balance fetch
+// before opening the streams: long enough for a healthy desk, short enough
+// that a slow one does not hold up the start.
+const firstBalanceWait = 2 * time.Second
+
+// pollBalances fetches balances every BalanceEvery; first is closed after the
+// first successful fetch.
+func (e *Engine) pollBalances(ctx context.Context, first chan struct{}) {
 	defer close(e.pollDone)
 	t := time.NewTicker(e.d.BalanceEvery)
 	defer t.Stop()
@@ -617,6 +637,7 @@ func (e *Engine) pollBalances(ctx context.Context) {
 			e.bal.install(bs, start)
 			if !e.ready.Swap(true) {
 				e.log.Info("first balance fetch done", zap.Int("assets", len(bs)))
+				close(first)
 			}
 			failures = 0
 		case ctx.Err() != nil:
