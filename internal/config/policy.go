@@ -35,6 +35,9 @@ type Astra struct {
 	APIKeyEnv      string // default "ASTRA_API_KEY" when APIKeyFile is empty
 	APIKeyFile     string
 	RequestTimeout time.Duration // default 10s
+	// StreamStaleAfter: a quote stream that sends nothing this long is torn
+	// down and reconnected (default 15s; SPEC 5.1's stale interval).
+	StreamStaleAfter time.Duration
 }
 
 // Astral is the location-proof index connection.

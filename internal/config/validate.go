@@ -16,17 +16,21 @@ import (
 
 // Defaults (SPEC 3).
 const (
-	DefaultAPIKeyEnv       = "ASTRA_API_KEY"
-	DefaultAdminTokenEnv   = "TREASURYD_ADMIN_TOKEN"
-	DefaultAstralBaseURL   = "https://api.astral.global"
-	DefaultRequestTimeout  = 10 * time.Second
-	DefaultShutdownTimeout = 15 * time.Second
-	DefaultStatePath       = "treasuryd.db"
-	DefaultListen          = ":8080"
-	DefaultMaxProofAge     = 24 * time.Hour
-	DefaultRefreshInterval = time.Minute
-	DefaultQuoteInterval   = time.Second
-	DefaultQuoteTTL        = 5 * time.Second
+	DefaultAPIKeyEnv      = "ASTRA_API_KEY"
+	DefaultAdminTokenEnv  = "TREASURYD_ADMIN_TOKEN"
+	DefaultAstralBaseURL  = "https://api.astral.global"
+	DefaultRequestTimeout = 10 * time.Second
+	// DefaultStreamStaleAfter: a quote stream silent this long is torn down
+	// and redialled; several quote intervals of a desk that quotes each
+	// second or faster.
+	DefaultStreamStaleAfter = 15 * time.Second
+	DefaultShutdownTimeout  = 15 * time.Second
+	DefaultStatePath        = "treasuryd.db"
+	DefaultListen           = ":8080"
+	DefaultMaxProofAge      = 24 * time.Hour
+	DefaultRefreshInterval  = time.Minute
+	DefaultQuoteInterval    = time.Second
+	DefaultQuoteTTL         = 5 * time.Second
 )
 
 var (
@@ -52,7 +56,7 @@ func (c *checker) policy(root *yaml.Node) *Policy {
 	if _, ok := s.lines["sandbox"]; ok {
 		p.Sandbox = c.sandbox(s.sub("sandbox", "seed", "balances", "price", "volatility_bps", "quote_interval", "quote_ttl"))
 	}
-	p.Astra = c.astra(s.sub("astra", "base_url", "ws_url", "api_key_env", "api_key_file", "request_timeout"), p.Sandbox != nil)
+	p.Astra = c.astra(s.sub("astra", "base_url", "ws_url", "api_key_env", "api_key_file", "request_timeout", "stream_stale_after"), p.Sandbox != nil)
 	p.Astral = c.astral(s.sub("astral", "base_url", "request_timeout"))
 	p.State = c.state(s.sub("state", "path", "quote_retention"))
 	p.HTTP = c.http(s.sub("http", "listen", "admin_token_env"))
@@ -116,6 +120,7 @@ func (c *checker) astra(s *section, sandbox bool) Astra {
 		a.APIKeyEnv = DefaultAPIKeyEnv
 	}
 	a.RequestTimeout = s.duration("request_timeout", DefaultRequestTimeout, positive)
+	a.StreamStaleAfter = s.duration("stream_stale_after", DefaultStreamStaleAfter, positive)
 	return a
 }
 

@@ -10,6 +10,7 @@ import (
 	"treasuryd/internal/config"
 	"treasuryd/internal/journal"
 	"treasuryd/internal/metrics"
+	"treasuryd/internal/quotes"
 )
 
 // RecordFunc is the type of Deps.Recorder, as fx provides it (the replay
@@ -37,7 +38,8 @@ type moduleDeps struct {
 var Module = fx.Module("strategy",
 	fx.Provide(func(in moduleDeps) *Engine {
 		e := New(Deps{Log: in.Log.Named("strategy"), Metrics: in.Metrics, Journal: in.Journal, Desk: in.Client,
-			Gate: in.Gate, Pause: in.Pause, Policy: in.Reloader.Current(), Recorder: in.Recorder})
+			Gate: in.Gate, Pause: in.Pause, Policy: in.Reloader.Current(), Recorder: in.Recorder,
+			StreamOptions: quotes.Options{StaleAfter: in.Reloader.Current().Astra.StreamStaleAfter}})
 		in.Reloader.Subscribe(func(_, next *config.Policy) { e.Apply(next) })
 		in.Lifecycle.Append(fx.StartStopHook(e.Start, e.Stop))
 		return e
