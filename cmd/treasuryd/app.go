@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"os"
 	"os/signal"
@@ -180,8 +179,9 @@ func cmdRun(c *common, _ []string, stdout, stderr io.Writer) int {
 
 	s := <-sig
 	log.Info("stopping", zap.String("signal", s.String()), zap.Duration("timeout", p.ShutdownTimeout))
-	// Leave a little of the timeout for closing the journal and exiting.
-	stopCtx, cancel := context.WithTimeout(context.Background(), p.ShutdownTimeout)
+	// Nine tenths of the timeout for the hooks; the rest for closing the
+	// sandbox and exiting, so the process is gone within the timeout.
+	stopCtx, cancel := context.WithTimeout(context.Background(), p.ShutdownTimeout*9/10)
 	defer cancel()
 	if err := app.Stop(stopCtx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		log.Error("stopped with errors", zap.Error(err))
@@ -191,4 +191,3 @@ func cmdRun(c *common, _ []string, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
-var _ = fmt.Sprint
