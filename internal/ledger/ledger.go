@@ -231,7 +231,7 @@ func (r *Reconciler) Run(ctx context.Context) (*Report, error) {
 		}
 		m.ReconcileLastSuccess.Set(float64(rep.At.Unix()))
 	}
-	fields := []zap.Field{zap.Int64("transactions", rep.Transactions), zap.Duration("took", rep.Duration), zap.Int("breaks", len(rep.Breaks)), zap.Int("settled", len(rep.Settled))}
+	fields := []zap.Field{zap.Int64("transactions", rep.Transactions), zap.Duration("took", rep.Duration), zap.Int("break_count", len(rep.Breaks)), zap.Int("settled", len(rep.Settled))}
 	if rep.Clean() {
 		r.d.Log.Info("reconciliation clean", fields...)
 	} else {
@@ -247,6 +247,7 @@ type instrument struct {
 	net     decimal.Decimal
 	count   int64
 	hasBal  bool
+	moving  bool // the balance changed while the history was read
 }
 
 func (r *Reconciler) reconcile(ctx context.Context) (*Report, error) {
@@ -262,8 +263,6 @@ func (r *Reconciler) reconcile(ctx context.Context) (*Report, error) {
 		epoch = e
 	}
 
-	// Accepts and withdrawals are read from the journal before the desk, so
-	// nothing journaled after the desk's lists were read is judged.
 	// Journal records older than the epoch belong to an earlier desk (only
 	// possible when the epoch is raised, as the sandbox does: its simulated
 	// desk is new on every start while its journal is not).
@@ -271,75 +270,11 @@ func (r *Reconciler) reconcile(ctx context.Context) (*Report, error) {
 	if !epoch.IsZero() {
 		since = epoch.Add(-clockSkew)
 	}
-	accepts, err := r.d.Journal.Accepts(ctx, journal.AcceptFilter{Since: since, Results: []string{journal.AcceptOK, journal.AcceptUnknown, journal.AcceptPending}})
-	if err != nil {
-		return nil, fmt.Errorf("journal accepts: %w", err)
-	}
-	withdrawals, err := r.d.Journal.Withdrawals(ctx, journal.WithdrawalFilter{Since: since})
-	if err != nil {
-		return nil, fmt.Errorf("journal withdrawals: %w", err)
-	}
 
 	// 1. Balances against the net of the transaction history.
-	bals, err := r.d.Desk.Balances(ctx)
+	insts, err := r.history(ctx, rep, account)
 	if err != nil {
-		return nil, fmt.Errorf("balances: %w", err)
-	}
-	insts := map[string]*instrument{}
-	get := func(id, sym string) *instrument {
-		in := insts[id]
-		if in == nil {
-			in = &instrument{symbol: sym}
-			insts[id] = in
-		}
-		if in.symbol == "" {
-			in.symbol = sym
-		}
-		return in
-	}
-	for _, b := range bals {
-		in := get(b.InstrumentID, b.Symbol)
-		in.balance, in.hasBal = b.Amount, true
-	}
-	seed := maphash.MakeSeed()
-	seen := map[uint64]struct{}{}
-	reported := map[uint64]bool{}
-	err = r.d.Desk.Transactions(ctx, func(t astra.Transaction) error {
-		rep.Transactions++
-		if r.d.Progress != nil && rep.Transactions%10000 == 0 {
-			r.d.Progress(rep.Transactions)
-		}
-		in := get(t.InstrumentID, t.Symbol)
-		in.count++
-		credit, debit := t.CreditTo == account, t.DebitFrom == account
-		switch {
-		case credit && !debit:
-			in.net = in.net.Add(t.Amount)
-		case debit && !credit:
-			in.net = in.net.Sub(t.Amount)
-		}
-		if t.IdemKey != "" {
-			// An 8-byte hash per key keeps a million keys in a few tens of
-			// MB; a collision can only report a duplicate that is not one,
-			// never hide a real one.
-			h := maphash.String(seed, t.IdemKey)
-			if _, dup := seen[h]; dup {
-				if !reported[h] {
-					reported[h] = true
-					rep.Breaks = append(rep.Breaks, Break{Kind: DuplicateTransaction, Asset: t.Symbol, Ref: t.IdemKey,
-						Detail: fmt.Sprintf("idemKey %q booked more than once (transaction %s, %s %s)", t.IdemKey, t.DisplayID, t.Amount, t.Symbol)})
-				}
-			} else {
-				seen[h] = struct{}{}
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("transactions: %w", err)
-	}
-	if r.d.Progress != nil {
-		r.d.Progress(rep.Transactions)
+		return nil, err
 	}
 	tol := r.d.Tolerance()
 	ids := make([]string, 0, len(insts))
@@ -360,7 +295,12 @@ func (r *Reconciler) reconcile(ctx context.Context) (*Report, error) {
 			name = id
 		}
 		drift := in.balance.Sub(in.net)
-		rep.Assets = append(rep.Assets, Asset{Asset: name, InstrumentID: id, Balance: in.balance, Net: in.net, Drift: drift, Transactions: in.count})
+		rep.Assets = append(rep.Assets, Asset{Asset: name, InstrumentID: id, Balance: in.balance, Net: in.net, Drift: drift, Transactions: in.count, Moving: in.moving})
+		if in.moving {
+			// The balance changed while its history was read, every try:
+			// the two cannot be compared this run. The next run will.
+			continue
+		}
 		if drift.Abs().GreaterThan(tol) {
 			rep.Breaks = append(rep.Breaks, Break{Kind: BalanceDrift, Asset: name, Ref: id,
 				Detail: fmt.Sprintf("balance %s, history nets to %s: drift %s beyond tolerance %s", in.balance, in.net, drift, tol)})
@@ -368,11 +308,11 @@ func (r *Reconciler) reconcile(ctx context.Context) (*Report, error) {
 	}
 
 	// 2. The journal's accepts against the desk's converts.
-	if err := r.matchTrades(ctx, rep, accepts, epoch, start); err != nil {
+	if err := r.matchTrades(ctx, rep, since, epoch, start); err != nil {
 		return nil, err
 	}
 	// 3. The journal's withdrawals against the desk's requests.
-	if err := r.matchWithdrawals(ctx, rep, withdrawals, epoch, start); err != nil {
+	if err := r.matchWithdrawals(ctx, rep, since, epoch, start); err != nil {
 		return nil, err
 	}
 	// 4. Transfers: deposits and completed withdrawals, for the report.
@@ -395,6 +335,125 @@ func (r *Reconciler) reconcile(ctx context.Context) (*Report, error) {
 	return rep, nil
 }
 
+// historyTries bounds how often a run re-reads the history when the
+// balances move while it is read (a busy account): after that, the moving
+// instruments are reported without a drift judgment.
+const historyTries = 3
+
+// history reads the balances, the whole transaction history, and the
+// balances again. Only when both balance reads agree does the history
+// describe the same moment as the balance; a trade or withdrawal booked in
+// between would otherwise read as drift. The history is streamed: memory
+// holds one entry per instrument and one 8-byte hash per idemKey.
+func (r *Reconciler) history(ctx context.Context, rep *Report, account string) (map[string]*instrument, error) {
+	var insts map[string]*instrument
+	for try := 1; ; try++ {
+		before, err := r.d.Desk.Balances(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("balances: %w", err)
+		}
+		insts = map[string]*instrument{}
+		rep.Transactions = 0
+		dups := rep.Breaks[:0:0]
+		if err := r.stream(ctx, rep, account, insts, &dups); err != nil {
+			return nil, err
+		}
+		after, err := r.d.Desk.Balances(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("balances: %w", err)
+		}
+		moving := false
+		amounts := map[string]decimal.Decimal{}
+		for _, b := range before {
+			amounts[b.InstrumentID] = b.Amount
+		}
+		for _, b := range after {
+			in := insts[b.InstrumentID]
+			if in == nil {
+				in = &instrument{symbol: b.Symbol}
+				insts[b.InstrumentID] = in
+			}
+			if in.symbol == "" {
+				in.symbol = b.Symbol
+			}
+			in.balance, in.hasBal = b.Amount, true
+			if prev, ok := amounts[b.InstrumentID]; !ok || !prev.Equal(b.Amount) {
+				in.moving = true
+				moving = true
+			}
+			delete(amounts, b.InstrumentID)
+		}
+		for id := range amounts { // listed before, gone after
+			if in := insts[id]; in != nil {
+				in.moving = true
+			}
+			moving = true
+		}
+		if !moving || try == historyTries {
+			rep.Breaks = append(rep.Breaks, dups...)
+			return insts, nil
+		}
+		r.d.Log.Debug("balances moved while the history was read; reading again", zap.Int("try", try))
+	}
+}
+
+// stream folds the transaction history into insts and notes repeated
+// idemKeys in dups.
+func (r *Reconciler) stream(ctx context.Context, rep *Report, account string, insts map[string]*instrument, dups *[]Break) error {
+	get := func(id, sym string) *instrument {
+		in := insts[id]
+		if in == nil {
+			in = &instrument{symbol: sym}
+			insts[id] = in
+		}
+		if in.symbol == "" {
+			in.symbol = sym
+		}
+		return in
+	}
+	seed := maphash.MakeSeed()
+	seen := map[uint64]struct{}{}
+	reported := map[uint64]bool{}
+	err := r.d.Desk.Transactions(ctx, func(t astra.Transaction) error {
+		rep.Transactions++
+		if r.d.Progress != nil && rep.Transactions%10000 == 0 {
+			r.d.Progress(rep.Transactions)
+		}
+		in := get(t.InstrumentID, t.Symbol)
+		in.count++
+		credit, debit := t.CreditTo == account, t.DebitFrom == account
+		switch {
+		case credit && !debit:
+			in.net = in.net.Add(t.Amount)
+		case debit && !credit:
+			in.net = in.net.Sub(t.Amount)
+		}
+		if t.IdemKey != "" {
+			// An 8-byte hash per key keeps a million keys in a few tens of
+			// MB; a collision can only report a duplicate that is not one,
+			// never hide a real one.
+			h := maphash.String(seed, t.IdemKey)
+			if _, dup := seen[h]; dup {
+				if !reported[h] {
+					reported[h] = true
+					*dups = append(*dups, Break{Kind: DuplicateTransaction, Asset: t.Symbol, Ref: t.IdemKey,
+						Detail: fmt.Sprintf("idemKey %q booked more than once (transaction %s, %s %s)", t.IdemKey, t.DisplayID, t.Amount, t.Symbol)})
+				}
+			} else {
+				seen[h] = struct{}{}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("transactions: %w", err)
+	}
+	if r.d.Progress != nil {
+		r.d.Progress(rep.Transactions)
+	}
+	return nil
+}
+
 // tradeKey identifies a trade by what was bought and sold; decimal String()
 // is canonical (no trailing zeros), so "1.50" and "1.5" agree.
 func tradeKey(buySym string, buyQty decimal.Decimal, sellSym string, sellQty decimal.Decimal) string {
@@ -415,7 +474,12 @@ type convertRef struct {
 	matched bool
 }
 
-func (r *Reconciler) matchTrades(ctx context.Context, rep *Report, accepts []journal.Accept, epoch, now time.Time) error {
+// matchTrades reads the desk's converts, then the journal's accepts: an
+// accept is journaled before it is sent, so every convert the desk listed is
+// explained by an accept read after it, and no trade of treasuryd's own can
+// look unexpected. Accepts journaled while the list was read are young and
+// not judged missing.
+func (r *Reconciler) matchTrades(ctx context.Context, rep *Report, since, epoch, now time.Time) error {
 	// Only converts that could belong to the journal are held: those after
 	// the epoch (minus skew). Their number is bounded by treasuryd's own
 	// activity plus any trades someone else made since.
@@ -436,6 +500,10 @@ func (r *Reconciler) matchTrades(ctx context.Context, rep *Report, accepts []jou
 	}
 	for _, refs := range byKey { // oldest first, so each accept takes the earliest fit
 		sort.Slice(refs, func(i, j int) bool { return refs[i].c.CreatedAt.Before(refs[j].c.CreatedAt) })
+	}
+	accepts, err := r.d.Journal.Accepts(ctx, journal.AcceptFilter{Since: since, Results: []string{journal.AcceptOK, journal.AcceptUnknown, journal.AcceptPending}})
+	if err != nil {
+		return fmt.Errorf("journal accepts: %w", err)
 	}
 	sort.Slice(accepts, func(i, j int) bool { return accepts[i].SentAt.Before(accepts[j].SentAt) })
 	// Accepts answered ok certainly have a convert: they choose first, each
@@ -507,7 +575,29 @@ func (r *Reconciler) matchTrades(ctx context.Context, rep *Report, accepts []jou
 	return nil
 }
 
-func (r *Reconciler) matchWithdrawals(ctx context.Context, rep *Report, ws []journal.Withdrawal, epoch, now time.Time) error {
+// matchWithdrawals reads the desk's withdrawal requests, then the journal:
+// an intent is journaled (flushed) before its POST, so every request the
+// desk listed that treasuryd made has its row by then, and none of its own
+// can look unexpected. A journaled one created after the run started may not
+// be listed yet and is not judged missing.
+func (r *Reconciler) matchWithdrawals(ctx context.Context, rep *Report, since, epoch, now time.Time) error {
+	// Requests older than the epoch predate this journal; a failed one is
+	// still reported while recent. What is kept is bounded by treasuryd's
+	// own activity since the epoch plus anyone else's.
+	var desk []astra.WithdrawalRequest
+	err := r.d.Desk.WithdrawalRequests(ctx, func(d astra.WithdrawalRequest) error {
+		if epoch.IsZero() || !d.CreatedAt.Before(epoch.Add(-clockSkew)) || d.Status == astra.StatusFailed {
+			desk = append(desk, d)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("withdrawal requests: %w", err)
+	}
+	ws, err := r.d.Journal.Withdrawals(ctx, journal.WithdrawalFilter{Since: since})
+	if err != nil {
+		return fmt.Errorf("journal withdrawals: %w", err)
+	}
 	byDeskID := map[string]journal.Withdrawal{}
 	var pendingIntents []journal.Withdrawal // no desk id yet: the rebalancer is settling them
 	for _, w := range ws {
@@ -519,7 +609,7 @@ func (r *Reconciler) matchWithdrawals(ctx context.Context, rep *Report, ws []jou
 		}
 	}
 	seen := map[string]bool{}
-	err := r.d.Desk.WithdrawalRequests(ctx, func(d astra.WithdrawalRequest) error {
+	for _, d := range desk {
 		_, ours := byDeskID[d.ID]
 		if ours {
 			seen[d.ID] = true
@@ -529,21 +619,21 @@ func (r *Reconciler) matchWithdrawals(ctx context.Context, rep *Report, ws []jou
 				Detail: fmt.Sprintf("withdrawal %s of %s %s to %s failed: %s", d.ID, d.Amount, d.Symbol, d.Address, d.Error)})
 		}
 		if ours || (!epoch.IsZero() && d.CreatedAt.Before(epoch.Add(-clockSkew))) {
-			return nil
+			continue
 		}
+		matched := false
 		for i, in := range pendingIntents {
 			if in.Asset == d.Symbol && in.Amount.Equal(d.Amount) && in.Network == d.Network && in.Address == d.Address &&
 				!d.CreatedAt.Before(in.CreatedAt.Add(-clockSkew)) {
 				pendingIntents = append(pendingIntents[:i], pendingIntents[i+1:]...)
-				return nil // the rebalancer's own intent, not yet tied to its id
+				matched = true // the rebalancer's own intent, not yet tied to its id
+				break
 			}
 		}
-		rep.Breaks = append(rep.Breaks, Break{Kind: UnexpectedWithdrawal, Asset: d.Symbol, Ref: d.ID,
-			Detail: fmt.Sprintf("withdrawal %s of %s %s to %s on %s (%s) was not created by treasuryd", d.ID, d.Amount, d.Symbol, d.Address, d.Network, d.Status)})
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("withdrawal requests: %w", err)
+		if !matched {
+			rep.Breaks = append(rep.Breaks, Break{Kind: UnexpectedWithdrawal, Asset: d.Symbol, Ref: d.ID,
+				Detail: fmt.Sprintf("withdrawal %s of %s %s to %s on %s (%s) was not created by treasuryd", d.ID, d.Amount, d.Symbol, d.Address, d.Network, d.Status)})
+		}
 	}
 	ids := make([]string, 0, len(byDeskID))
 	for id := range byDeskID {
@@ -551,10 +641,10 @@ func (r *Reconciler) matchWithdrawals(ctx context.Context, rep *Report, ws []jou
 	}
 	sort.Strings(ids)
 	for _, id := range ids {
-		if seen[id] {
+		w := byDeskID[id]
+		if seen[id] || !w.CreatedAt.Before(now) {
 			continue
 		}
-		w := byDeskID[id]
 		rep.Breaks = append(rep.Breaks, Break{Kind: MissingWithdrawal, Asset: w.Asset, Ref: id,
 			Detail: fmt.Sprintf("journaled withdrawal %d (rule %s, %s %s to %s) has desk id %s, which the desk does not list", w.ID, w.Rule, w.Amount, w.Asset, w.Address, id)})
 	}

@@ -406,3 +406,57 @@ func TestReconcileNeverGivesAnOkAcceptsConvertToAnUnsentOne(t *testing.T) {
 		t.Fatalf("the never-sent accept settled as %q; want missing", got.Result)
 	}
 }
+
+// movingDesk books a deposit at the desk while the history is being read,
+// on the first `times` reads: the balance read before no longer matches.
+type movingDesk struct {
+	*astra.Client
+	desk  *sim.Desk
+	times int
+	reads int
+}
+
+func (m *movingDesk) Transactions(ctx context.Context, fn func(astra.Transaction) error) error {
+	m.reads++
+	if m.reads <= m.times {
+		m.desk.Deposit("BTC", dec("0.25"))
+	}
+	return m.Client.Transactions(ctx, fn)
+}
+
+func TestReconcileDoesNotMistakeActivityForDrift(t *testing.T) {
+	tests := []struct {
+		name   string
+		times  int
+		moving bool
+	}{
+		{"the account settles on the second read", 1, false},
+		{"the account keeps moving", 100, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t)
+			desk := &movingDesk{Client: f.client, desk: f.desk, times: tt.times}
+			rec := ledger.New(ledger.Deps{Desk: desk, Journal: f.journal, Epoch: f.journal.Epoch,
+				Now: func() time.Time { return f.clock.Now().Add(10 * time.Minute) }})
+			rep, err := rec.Run(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !rep.Clean() {
+				t.Fatalf("deposits booked while the history was read reported as breaks: %+v", rep.Breaks)
+			}
+			for _, a := range rep.Assets {
+				if a.Asset == "BTC" && a.Moving != tt.moving {
+					t.Fatalf("BTC moving = %v, want %v (%d history reads)", a.Moving, tt.moving, desk.reads)
+				}
+			}
+			// A later run on a quiet account judges it again, and it agrees.
+			desk.times = 0
+			rep, err = rec.Run(context.Background())
+			if err != nil || !rep.Clean() {
+				t.Fatalf("quiet run: err=%v breaks=%+v", err, rep.Breaks)
+			}
+		})
+	}
+}

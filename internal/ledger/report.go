@@ -41,6 +41,9 @@ type Asset struct {
 	Net          decimal.Decimal `json:"net"`
 	Drift        decimal.Decimal `json:"drift"` // balance − net
 	Transactions int64           `json:"transactions"`
+	// Moving: the balance changed while the history was read, on every
+	// try, so no drift is judged for it this run.
+	Moving bool `json:"moving,omitempty"`
 }
 
 // Settlement is an accept whose unknown outcome this run settled.
@@ -98,7 +101,11 @@ func (r *Report) Write(w io.Writer) error {
 	fmt.Fprintf(tw, "reconciliation at %s (%d transactions, %s)\n\n", r.At.UTC().Format(time.RFC3339), r.Transactions, r.Duration.Round(time.Millisecond))
 	fmt.Fprintln(tw, "ASSET\tBALANCE\tNET\tDRIFT\tTRANSACTIONS")
 	for _, a := range r.Assets {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\n", a.Asset, a.Balance, a.Net, a.Drift, a.Transactions)
+		drift := a.Drift.String()
+		if a.Moving {
+			drift = "(moving: not judged)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\n", a.Asset, a.Balance, a.Net, drift, a.Transactions)
 	}
 	tw.Flush()
 	fmt.Fprintln(w)
