@@ -190,4 +190,3 @@ func cmdRun(c *common, _ []string, stdout, stderr io.Writer) int {
 	log.Info("stopped")
 	return exitOK
 }
-
