@@ -26,7 +26,8 @@ const acceptCols = `id, program, quote_id, raw_quote, base_asset, quote_asset, s
 	expiry_micros, sent_at, result, message, result_at, convert_id`
 
 // InsertAccept journals an accept as AcceptPending before it is sent and
-// returns its id. Committed with synchronous=NORMAL. a.ID, a.Result,
+// returns its id. Committed with synchronous=NORMAL, in one transaction
+// with the other accept writes queued meanwhile (group.go). a.ID, a.Result,
 // a.Message, a.ResultAt and a.ConvertID are ignored; a zero a.SentAt means
 // now.
 func (j *Journal) InsertAccept(ctx context.Context, a Accept) (int64, error) {
@@ -34,19 +35,11 @@ func (j *Journal) InsertAccept(ctx context.Context, a Accept) (int64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("journal: insert accept of quote %s: %w", a.QuoteID, err)
 	}
-	res, err := j.writeExec(ctx, j.w, `INSERT INTO accepts
-		(program, quote_id, raw_quote, base_asset, quote_asset, side, base_qty, quote_qty, expiry_micros, sent_at, result)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		a.Program, a.QuoteID, nonNil(a.RawQuote), a.BaseAsset, a.QuoteAsset, a.Side,
-		a.BaseQty.String(), a.QuoteQty.String(), a.ExpiryMicros, sentAt, AcceptPending)
-	var id int64
-	if err == nil {
-		id, err = res.LastInsertId()
-	}
-	if err != nil {
+	o := &op{kind: opInsert, a: a, sentAt: sentAt}
+	if err := j.submit(ctx, o); err != nil {
 		return 0, fmt.Errorf("journal: insert accept of quote %s: %w", a.QuoteID, err)
 	}
-	return id, nil
+	return o.outID, nil
 }
 
 // SetAcceptResult records the result of a sent accept: AcceptOK,
@@ -60,19 +53,7 @@ func (j *Journal) SetAcceptResult(ctx context.Context, id int64, result, message
 	if err != nil {
 		return fmt.Errorf("journal: set result of accept %d: %w", id, err)
 	}
-	err = j.write(ctx, j.w, func(tx *sql.Tx) error {
-		cur, err := acceptResultTx(ctx, tx, id)
-		if err != nil {
-			return err
-		}
-		if cur != AcceptPending {
-			return fmt.Errorf("%w: %s → %s (only a pending accept gets a result)", ErrTransition, cur, result)
-		}
-		_, err = tx.ExecContext(ctx, `UPDATE accepts SET result = ?, message = ?, result_at = ? WHERE id = ?`,
-			result, message, atN, id)
-		return err
-	})
-	if err != nil {
+	if err := j.submit(ctx, &op{kind: opResult, id: id, result: result, message: message, at: atN}); err != nil {
 		return fmt.Errorf("journal: set result of accept %d: %w", id, err)
 	}
 	return nil

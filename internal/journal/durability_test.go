@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -15,7 +16,10 @@ import (
 	"time"
 )
 
-const helperEnv = "TREASURYD_JOURNAL_HELPER_PATH"
+const (
+	helperEnv     = "TREASURYD_JOURNAL_HELPER_PATH"
+	helperModeEnv = "TREASURYD_JOURNAL_HELPER_MODE"
+)
 
 // TestHelperProcess is not a test: it is the child process of
 // TestCommittedWritesSurviveKill9. It writes, reports "written", and blocks
@@ -29,6 +33,11 @@ func TestHelperProcess(t *testing.T) {
 	j, err := Open(path)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if os.Getenv(helperModeEnv) == "concurrent-accepts" {
+		concurrentAcceptsBeforeKill(t, j)
+		_, _ = io.Copy(io.Discard, os.Stdin)
+		os.Exit(3)
 	}
 	if _, err := j.InsertAccept(ctx, sampleAccept(t, "crash", t0)); err != nil {
 		t.Fatal(err)
@@ -46,10 +55,13 @@ func TestHelperProcess(t *testing.T) {
 	os.Exit(3)
 }
 
-func TestCommittedWritesSurviveKill9(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "journal.db")
+// runKilledChild runs TestHelperProcess in a child process on path (in
+// mode, "" for the default writes), waits for it to print "written", kills it
+// with SIGKILL and returns the lines it printed before "written".
+func runKilledChild(t *testing.T, path, mode string) []string {
+	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$")
-	cmd.Env = append(os.Environ(), helperEnv+"="+path)
+	cmd.Env = append(os.Environ(), helperEnv+"="+path, helperModeEnv+"="+mode)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -64,6 +76,7 @@ func TestCommittedWritesSurviveKill9(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	var lines []string
 	written := make(chan bool, 1)
 	go func() {
 		sc := bufio.NewScanner(stdout)
@@ -72,6 +85,7 @@ func TestCommittedWritesSurviveKill9(t *testing.T) {
 				written <- true
 				return
 			}
+			lines = append(lines, sc.Text())
 		}
 		written <- false
 	}()
@@ -93,6 +107,12 @@ func TestCommittedWritesSurviveKill9(t *testing.T) {
 	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
 		t.Fatalf("child was not killed by SIGKILL: %v", cmd.ProcessState)
 	}
+	return lines
+}
+
+func TestCommittedWritesSurviveKill9(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "journal.db")
+	runKilledChild(t, path, "")
 	// The writes are still in the WAL (a clean close would have checkpointed
 	// and removed it), so reopening really recovers them from the log.
 	if fi, err := os.Stat(path + "-wal"); err != nil || fi.Size() == 0 {
@@ -125,6 +145,72 @@ func TestCommittedWritesSurviveKill9(t *testing.T) {
 	mustNil(t, err)
 	if n != 1 {
 		t.Errorf("MarkPendingAcceptsUnknown after crash changed %d, want 1", n)
+	}
+}
+
+// concurrentAcceptsBeforeKill is the child's side of
+// TestGroupCommittedAcceptsSurviveKill9: 64 goroutines insert an accept each
+// (so they share transactions) and give every other one a result; each
+// prints its id and result as soon as its own calls have returned.
+func concurrentAcceptsBeforeKill(t *testing.T, j *Journal) {
+	ctx := context.Background()
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for g := range 64 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			id, err := j.InsertAccept(ctx, sampleAccept(t, fmt.Sprintf("kill-%02d", g), t0))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			result := AcceptPending
+			if g%2 == 0 {
+				if err := j.SetAcceptResult(ctx, id, AcceptOK, "", t0); err != nil {
+					t.Error(err)
+					return
+				}
+				result = AcceptOK
+			}
+			mu.Lock()
+			fmt.Fprintf(os.Stdout, "%d %s\n", id, result)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	if t.Failed() {
+		os.Exit(4)
+	}
+	os.Stdout.WriteString("written\n")
+}
+
+func TestGroupCommittedAcceptsSurviveKill9(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "journal.db")
+	lines := runKilledChild(t, path, "concurrent-accepts")
+	if len(lines) != 64 {
+		t.Fatalf("child reported %d accepts, want 64: %q", len(lines), lines)
+	}
+	j, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	ctx := context.Background()
+	for _, l := range lines {
+		var id int64
+		var want string
+		if _, err := fmt.Sscanf(l, "%d %s", &id, &want); err != nil {
+			t.Fatalf("child line %q: %v", l, err)
+		}
+		a, err := j.AcceptByID(ctx, id)
+		if err != nil {
+			t.Errorf("accept %d, returned before the kill: %v", id, err)
+			continue
+		}
+		if a.Result != want {
+			t.Errorf("accept %d is %s after kill -9, want %s", id, a.Result, want)
+		}
 	}
 }
 
@@ -330,4 +416,23 @@ func BenchmarkInsertWithdrawalIntent(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkInsertAcceptParallel is InsertAccept from many goroutines at once
+// (the accept path under SPEC 8's load), where group commit shares
+// transactions between callers.
+func BenchmarkInsertAcceptParallel(b *testing.B) {
+	j, _ := openTemp(b)
+	a := sampleAccept(b, "bench", t0)
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.SetParallelism(32) // 32 × GOMAXPROCS concurrent callers
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := j.InsertAccept(ctx, a); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
 }

@@ -18,7 +18,9 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"time"
 
+	"go.uber.org/zap"
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
 
@@ -50,25 +52,45 @@ const (
 
 // Journal is an open journal file. Safe for concurrent use.
 //
-// Three pools over the same file, each with its pragmas in the DSN so that
+// Four pools over the same file, each with its pragmas in the DSN so that
 // they apply to every connection the pool ever opens (database/sql may
 // reconnect; a PRAGMA run once on "the pool" would only reach one
 // connection):
 //   - w: one connection, synchronous=NORMAL, for accepts, reports, frames;
 //   - full: one connection, synchronous=FULL, for withdrawals and the pause
 //     flag, so their commit fsyncs the WAL before returning;
+//   - ck: one connection for the background WAL checkpoints (checkpoint.go);
+//     w and full never checkpoint (wal_autocheckpoint=0);
 //   - r: the read pool (query_only), or for OpenReadOnly a mode=ro pool.
 //
 // wsem (capacity 1) makes this process a single writer across w and full,
 // so the two write connections never contend for SQLite's write lock; a
-// channel rather than a mutex so that waiting for it honours ctx.
+// channel rather than a mutex so that waiting for it honours ctx. The accept
+// path's writes (InsertAccept, SetAcceptResult) reach it through one
+// committer goroutine that batches concurrent callers into one transaction
+// (group.go).
 type Journal struct {
 	path     string
 	readOnly bool
 	w        *sql.DB
 	full     *sql.DB
+	ck       *sql.DB
 	r        *sql.DB
 	wsem     chan struct{}
+	ops      chan *op // accept writes queued for the committer
+	log      *zap.Logger
+
+	// bg owns the committer and checkpointer goroutines, which stop when
+	// closed is closed.
+	bg sync.WaitGroup
+	// The checkpointer's timing and limit (checkpoint.go), from its
+	// constants; tests change them before Start.
+	ckEvery, ckRetry time.Duration
+	ckLimit          int64
+	// Counts of the background work, which tests wait on.
+	stats struct {
+		enqueued, taken, batches, checkpoints, truncates atomic.Int64
+	}
 
 	opened    atomic.Bool
 	closeOnce sync.Once
@@ -117,7 +139,17 @@ var ErrNotOpen = errors.New("journal: not open yet")
 // New returns a journal for path that opens on Start: for the fx app, whose
 // constructors do no I/O. Every method before Start returns ErrNotOpen.
 func New(path string) *Journal {
-	return &Journal{path: path, wsem: make(chan struct{}, 1), closed: make(chan struct{})}
+	return &Journal{path: path, wsem: make(chan struct{}, 1), ops: make(chan *op, queueLen),
+		ckEvery: checkpointEvery, ckRetry: truncateRetry, ckLimit: walLimitBytes,
+		log: zap.NewNop(), closed: make(chan struct{})}
+}
+
+// SetLogger sets where the journal logs what goes wrong in the background
+// (WAL checkpoints). Call it before Start; by default it logs nothing.
+func (j *Journal) SetLogger(log *zap.Logger) {
+	if log != nil {
+		j.log = log
+	}
 }
 
 // Start opens and migrates the journal built with New.
@@ -147,12 +179,27 @@ func (j *Journal) open() error {
 		// BEGIN IMMEDIATE: take the write lock at BEGIN, so a transaction
 		// never fails half way when upgrading a read lock to a write lock.
 		"_txlock=immediate",
+		// Checkpoints run in the background (checkpoint.go), not in the
+		// commit that crosses SQLite's default 1,000-page threshold.
+		"_pragma=wal_autocheckpoint(0)",
 	}
 	var err error
 	if j.full, err = openPool(path, 1, append(common, "_pragma=synchronous(FULL)")...); err != nil {
 		return fmt.Errorf("journal: open %s: %w", path, err)
 	}
 	if j.w, err = openPool(path, 1, append(common, "_pragma=synchronous(NORMAL)")...); err != nil {
+		j.Close()
+		return fmt.Errorf("journal: open %s: %w", path, err)
+	}
+	if j.ck, err = openPool(path, 1,
+		// PASSIVE never waits; only the TRUNCATE fallback does, for
+		// readers, while it holds the writer slot, so briefly.
+		fmt.Sprintf("_pragma=busy_timeout(%d)", truncateBusyMillis),
+		// A checkpoint fsyncs the WAL before copying it and the database
+		// file after (so a WAL restart cannot lose a synced commit).
+		"_pragma=synchronous(NORMAL)",
+		"_pragma=wal_autocheckpoint(0)",
+	); err != nil {
 		j.Close()
 		return fmt.Errorf("journal: open %s: %w", path, err)
 	}
@@ -182,6 +229,9 @@ func (j *Journal) open() error {
 		j.Close()
 		return fmt.Errorf("journal: open %s: %w", path, err)
 	}
+	j.bg.Add(2)
+	go j.commitLoop()
+	go j.checkpointLoop()
 	return nil
 }
 
@@ -193,7 +243,7 @@ func OpenReadOnly(path string) (*Journal, error) {
 	if _, err := os.Stat(path); err != nil {
 		return nil, fmt.Errorf("journal: open read-only %s: %w", path, err)
 	}
-	j := &Journal{path: path, readOnly: true, closed: make(chan struct{})}
+	j := &Journal{path: path, readOnly: true, log: zap.NewNop(), closed: make(chan struct{})}
 	j.opened.Store(true)
 	var err error
 	if j.r, err = openPool(path, readConns,
@@ -213,12 +263,15 @@ func OpenReadOnly(path string) (*Journal, error) {
 // Path returns the path the journal was opened with.
 func (j *Journal) Path() string { return j.path }
 
-// Close closes the file. Safe to call twice.
+// Close closes the file. Safe to call twice. Accept writes already taken
+// into a transaction commit and are answered first; those still queued fail
+// with ErrClosed, unwritten.
 func (j *Journal) Close() error {
 	j.closeOnce.Do(func() {
 		close(j.closed)
+		j.bg.Wait()
 		var errs []error
-		for _, db := range []*sql.DB{j.r, j.w, j.full} {
+		for _, db := range []*sql.DB{j.r, j.ck, j.w, j.full} {
 			if db != nil {
 				errs = append(errs, db.Close())
 			}

@@ -743,10 +743,14 @@ func TestEachPoolHasItsPragmas(t *testing.T) {
 		{"busy timeout on writes", "full", "busy_timeout", "5000"},
 		{"busy timeout on reads", "r", "busy_timeout", "5000"},
 		{"reads cannot write", "r", "query_only", "1"},
+		{"accept commits never checkpoint", "w", "wal_autocheckpoint", "0"},
+		{"withdrawal commits never checkpoint", "full", "wal_autocheckpoint", "0"},
+		{"checkpoints fsync", "ck", "synchronous", "1"},
+		{"truncating checkpoint waits briefly", "ck", "busy_timeout", "200"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			db := map[string]*sql.DB{"w": j.w, "full": j.full, "r": j.r}[tt.pool]
+			db := map[string]*sql.DB{"w": j.w, "full": j.full, "ck": j.ck, "r": j.r}[tt.pool]
 			var got string
 			if err := db.QueryRowContext(ctx, "PRAGMA "+tt.pragma).Scan(&got); err != nil {
 				t.Fatal(err)

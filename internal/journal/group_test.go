@@ -1,0 +1,337 @@
+package journal
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+)
+
+// waitFor polls cond until it holds, failing the test after a deadline.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// holdWriterSlot takes the process's writer slot, so the committer queues
+// everything submitted until release is called.
+func holdWriterSlot(j *Journal) (release func()) {
+	j.wsem <- struct{}{}
+	var once sync.Once
+	return func() { once.Do(func() { <-j.wsem }) }
+}
+
+// lockFileForWriting takes SQLite's write lock on the file from a connection
+// outside the journal, so the committer, once it has taken a batch, waits in
+// BEGIN IMMEDIATE (busy_timeout) until release.
+func lockFileForWriting(t *testing.T, path string) (release func()) {
+	t.Helper()
+	dsn, err := fileURI(path, "_pragma=busy_timeout(5000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := db.Conn(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.ExecContext(context.Background(), "BEGIN IMMEDIATE"); err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	release = func() {
+		once.Do(func() {
+			_, _ = conn.ExecContext(context.Background(), "ROLLBACK")
+			conn.Close()
+			db.Close()
+		})
+	}
+	t.Cleanup(release)
+	return release
+}
+
+func TestConcurrentInsertAcceptGetsDistinctIDsThatSurviveReopen(t *testing.T) {
+	ctx := context.Background()
+	j, _ := openTemp(t)
+	const goroutines, each = 64, 5
+	ids := make([][]int64, goroutines)
+	errs := make(chan error, goroutines)
+	var wg sync.WaitGroup
+	for g := range goroutines {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				a := sampleAccept(t, fmt.Sprintf("p%02d", g), t0.Add(time.Duration(i)*time.Second))
+				a.QuoteID = fmt.Sprintf("q-%02d-%d", g, i)
+				id, err := j.InsertAccept(ctx, a)
+				if err != nil {
+					errs <- err
+					return
+				}
+				ids[g] = append(ids[g], id)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if b, n := j.stats.batches.Load(), j.stats.taken.Load(); n != goroutines*each || b > n {
+		t.Errorf("%d rows taken in %d batches", n, b)
+	}
+
+	j2 := reopen(t, j)
+	seen := map[int64]string{}
+	for g, gids := range ids {
+		if len(gids) != each {
+			t.Fatalf("goroutine %d got %d ids", g, len(gids))
+		}
+		for i, id := range gids {
+			want := fmt.Sprintf("q-%02d-%d", g, i)
+			if prev, dup := seen[id]; dup {
+				t.Fatalf("id %d given to %s and %s", id, prev, want)
+			}
+			seen[id] = want
+			a, err := j2.AcceptByID(ctx, id)
+			if err != nil {
+				t.Fatalf("accept %d (%s) after reopen: %v", id, want, err)
+			}
+			if a.QuoteID != want || a.Program != fmt.Sprintf("p%02d", g) || a.Result != AcceptPending {
+				t.Errorf("accept %d after reopen is %s/%s/%s, want %s", id, a.Program, a.QuoteID, a.Result, want)
+			}
+		}
+	}
+	all, err := j2.Accepts(ctx, AcceptFilter{})
+	mustNil(t, err)
+	if len(all) != goroutines*each {
+		t.Errorf("%d accepts after reopen, want %d", len(all), goroutines*each)
+	}
+}
+
+func TestQueuedAcceptWritesCommitInOneTransaction(t *testing.T) {
+	ctx := context.Background()
+	j, _ := openTemp(t)
+	release := holdWriterSlot(j)
+	defer release()
+	const n = 64
+	var wg sync.WaitGroup
+	ids := make([]int64, n)
+	errs := make([]error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ids[i], errs[i] = j.InsertAccept(ctx, sampleAccept(t, "p", t0))
+		}()
+	}
+	waitFor(t, "64 queued inserts", func() bool { return j.stats.enqueued.Load() == n })
+	batches := j.stats.batches.Load()
+	release()
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil || ids[i] == 0 {
+			t.Fatalf("insert %d: id %d, %v", i, ids[i], err)
+		}
+	}
+	if got := j.stats.batches.Load() - batches; got != 1 {
+		t.Errorf("64 inserts queued together committed in %d transactions, want 1", got)
+	}
+}
+
+func TestFailingRowInABatchFailsOnlyItsCaller(t *testing.T) {
+	ctx := context.Background()
+	j, _ := openTemp(t)
+	var pending []int64
+	for range 4 {
+		id, err := j.InsertAccept(ctx, sampleAccept(t, "p", t0))
+		mustNil(t, err)
+		pending = append(pending, id)
+	}
+	done, err := j.InsertAccept(ctx, sampleAccept(t, "p", t0))
+	mustNil(t, err)
+	mustNil(t, j.SetAcceptResult(ctx, done, AcceptOK, "", t0))
+	// A row the database itself refuses: a statement error rolls back the
+	// batch's transaction, and the others must still commit.
+	_, err = j.w.ExecContext(ctx, `CREATE TEMP TRIGGER poison BEFORE INSERT ON accepts
+		WHEN NEW.quote_id = 'poison' BEGIN SELECT RAISE(ABORT, 'poisoned row'); END`)
+	mustNil(t, err)
+
+	type call struct {
+		name    string
+		run     func() error
+		wantErr error // nil: must succeed; errAny: any error
+	}
+	errAny := errors.New("any error")
+	var insertedID int64
+	calls := []call{
+		{"result on an accept that already has one", func() error { return j.SetAcceptResult(ctx, done, AcceptRejected, "", t0) }, ErrTransition},
+		{"result on a missing accept", func() error { return j.SetAcceptResult(ctx, 999999, AcceptOK, "", t0) }, ErrNotFound},
+		{"insert the database refuses", func() error {
+			a := sampleAccept(t, "p", t0)
+			a.QuoteID = "poison"
+			_, err := j.InsertAccept(ctx, a)
+			return err
+		}, errAny},
+		{"good insert", func() error {
+			var err error
+			insertedID, err = j.InsertAccept(ctx, sampleAccept(t, "fresh", t0))
+			return err
+		}, nil},
+	}
+	for i, id := range pending {
+		result := []string{AcceptOK, AcceptRejected, AcceptError, AcceptUnknown}[i]
+		calls = append(calls, call{"good result " + result, func() error { return j.SetAcceptResult(ctx, id, result, "m", t0) }, nil})
+	}
+
+	base := j.stats.enqueued.Load()
+	release := holdWriterSlot(j)
+	defer release()
+	errs := make([]error, len(calls))
+	var wg sync.WaitGroup
+	for i, c := range calls {
+		wg.Add(1)
+		go func() { defer wg.Done(); errs[i] = c.run() }()
+	}
+	waitFor(t, "every call queued", func() bool { return j.stats.enqueued.Load() == base+int64(len(calls)) })
+	release()
+	wg.Wait()
+	for i, c := range calls {
+		switch {
+		case c.wantErr == nil && errs[i] != nil:
+			t.Errorf("%s: %v, want success", c.name, errs[i])
+		case c.wantErr == errAny && errs[i] == nil:
+			t.Errorf("%s: succeeded, want an error", c.name)
+		case c.wantErr != nil && c.wantErr != errAny && !errors.Is(errs[i], c.wantErr):
+			t.Errorf("%s: %v, want %v", c.name, errs[i], c.wantErr)
+		}
+	}
+	for i, id := range pending {
+		a, err := j.AcceptByID(ctx, id)
+		mustNil(t, err)
+		if want := []string{AcceptOK, AcceptRejected, AcceptError, AcceptUnknown}[i]; a.Result != want || a.Message != "m" {
+			t.Errorf("accept %d is %s %q, want %s", id, a.Result, a.Message, want)
+		}
+	}
+	if a, err := j.AcceptByID(ctx, done); err != nil || a.Result != AcceptOK {
+		t.Errorf("accept that had a result: %+v %v", a, err)
+	}
+	if a, err := j.AcceptByID(ctx, insertedID); err != nil || a.Program != "fresh" {
+		t.Errorf("good insert of the batch: %+v %v", a, err)
+	}
+	as, err := j.Accepts(ctx, AcceptFilter{})
+	mustNil(t, err)
+	if len(as) != len(pending)+2 {
+		t.Errorf("%d accepts, want %d (the refused insert must leave nothing)", len(as), len(pending)+2)
+	}
+}
+
+func TestAcceptWriteCancelledWhileQueuedWritesNothing(t *testing.T) {
+	j, _ := openTemp(t)
+	release := holdWriterSlot(j)
+	defer release()
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() {
+		_, err := j.InsertAccept(ctx, sampleAccept(t, "cancelled", t0))
+		errc <- err
+	}()
+	waitFor(t, "the insert queued", func() bool { return j.stats.enqueued.Load() == 1 })
+	cancel()
+	if err := <-errc; !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled queued insert: %v, want context.Canceled", err)
+	}
+	release()
+	// A write queued after it commits, so the committer has passed the
+	// cancelled one by then.
+	_, err := j.InsertAccept(context.Background(), sampleAccept(t, "after", t0))
+	mustNil(t, err)
+	as, err := j.Accepts(context.Background(), AcceptFilter{})
+	mustNil(t, err)
+	if len(as) != 1 || as[0].Program != "after" {
+		t.Errorf("accepts %+v, want only the one after the cancelled insert", as)
+	}
+}
+
+func TestAcceptWriteCancelledAfterItWasTakenStillReturnsItsCommit(t *testing.T) {
+	j, path := openTemp(t)
+	unlock := lockFileForWriting(t, path)
+	ctx, cancel := context.WithCancel(context.Background())
+	type res struct {
+		id  int64
+		err error
+	}
+	rc := make(chan res, 1)
+	go func() {
+		id, err := j.InsertAccept(ctx, sampleAccept(t, "taken", t0))
+		rc <- res{id, err}
+	}()
+	// The committer has the insert in its batch and waits for the file lock.
+	waitFor(t, "the insert taken into a batch", func() bool { return j.stats.taken.Load() == 1 })
+	cancel()
+	unlock()
+	r := <-rc
+	if r.err != nil || r.id == 0 {
+		t.Fatalf("insert cancelled after it was taken: id %d, %v; want its id", r.id, r.err)
+	}
+	if a, err := j.AcceptByID(context.Background(), r.id); err != nil || a.Program != "taken" {
+		t.Errorf("its row: %+v %v", a, err)
+	}
+}
+
+func TestCloseAnswersInFlightBatchAndRefusesQueuedWrites(t *testing.T) {
+	ctx := context.Background()
+	j, path := openTemp(t)
+	unlock := lockFileForWriting(t, path)
+	type res struct {
+		id  int64
+		err error
+	}
+	inFlight := make(chan res, 1)
+	go func() {
+		id, err := j.InsertAccept(ctx, sampleAccept(t, "in-flight", t0))
+		inFlight <- res{id, err}
+	}()
+	waitFor(t, "the first insert taken into a batch", func() bool { return j.stats.taken.Load() == 1 })
+	queued := make(chan error, 1)
+	go func() {
+		_, err := j.InsertAccept(ctx, sampleAccept(t, "queued", t0))
+		queued <- err
+	}()
+	waitFor(t, "the second insert queued", func() bool { return j.stats.enqueued.Load() == 2 })
+	closed := make(chan error, 1)
+	go func() { closed <- j.Close() }()
+	if err := <-queued; !errors.Is(err, ErrClosed) {
+		t.Errorf("insert queued at Close: %v, want ErrClosed", err)
+	}
+	unlock()
+	r := <-inFlight
+	if r.err != nil || r.id == 0 {
+		t.Errorf("insert in flight at Close: id %d, %v; want committed", r.id, r.err)
+	}
+	mustNil(t, <-closed)
+
+	j2, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j2.Close()
+	as, err := j2.Accepts(ctx, AcceptFilter{})
+	mustNil(t, err)
+	if len(as) != 1 || as[0].ID != r.id || as[0].Program != "in-flight" {
+		t.Errorf("after Close and reopen: %+v, want only the in-flight insert", as)
+	}
+}
