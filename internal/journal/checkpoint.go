@@ -92,7 +92,7 @@ func (j *Journal) checkpointLoop() {
 // without the writer slot, but under continuous writes never catches up:
 // frames are appended while it copies, so the WAL is never rewound, and the
 // database file is only fsynced by a checkpoint that caught up. So the bulk
-// is copied and both files fsynced without the writer slot, and then a second
+// is copied and the WAL fsynced without the writer slot, and then a second
 // passive checkpoint under the writer slot copies and fsyncs only what was
 // appended meanwhile, a few ms at most.
 func (j *Journal) checkpointAndRewind() {
@@ -100,11 +100,15 @@ func (j *Journal) checkpointAndRewind() {
 		j.log.Warn("journal: passive WAL checkpoint failed", zap.Error(err))
 		return
 	}
-	for _, p := range []string{j.path, j.path + "-wal"} {
-		if err := syncFile(p); err != nil {
-			j.log.Warn("journal: sync before checkpoint failed", zap.String("file", p), zap.Error(err))
-			return
-		}
+	// Only the WAL is synced from here, never the database file: closing any
+	// descriptor of a file drops every POSIX lock this process holds on it,
+	// and SQLite's shared lock on the database file is what tells another
+	// process the journal is in use (without it, a sqlite3 shell closing the
+	// file would checkpoint and delete the live WAL). SQLite holds no lock on
+	// the WAL file itself.
+	if err := syncFile(j.path + "-wal"); err != nil {
+		j.log.Warn("journal: sync before checkpoint failed", zap.String("file", j.path+"-wal"), zap.Error(err))
+		return
 	}
 	select {
 	case j.wsem <- struct{}{}:
@@ -126,7 +130,8 @@ func (j *Journal) checkpointAndRewind() {
 }
 
 // syncFile fsyncs the file at path, whose dirty pages a checkpoint would
-// otherwise fsync while holding the writer slot.
+// otherwise fsync while holding the writer slot. Never call it on the
+// database file (see checkpointAndRewind).
 func syncFile(path string) error {
 	f, err := os.Open(path)
 	if err != nil {
