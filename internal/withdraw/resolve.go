@@ -21,8 +21,18 @@ var ErrNotUnresolved = errors.New("withdraw: withdrawal is not unresolved")
 // no other journaled withdrawal holds that id) and followed from there.
 // Without, the operator confirms it never executed: it is marked failed.
 func (r *Rebalancer) Resolve(ctx context.Context, id int64, deskID, by string) error {
+	if r.stopping.Load() {
+		return ErrStopped
+	}
+	// Bound to the rebalancer's life, so a slow desk list cannot hold up a
+	// shutdown through the lock Stop waits for.
+	ctx, cancel := r.bind(ctx)
+	defer cancel()
 	r.work.Lock()
 	defer r.work.Unlock()
+	if r.stopping.Load() {
+		return ErrStopped
+	}
 	w, err := r.store.WithdrawalByID(ctx, id)
 	if err != nil {
 		return err
@@ -66,10 +76,16 @@ func (r *Rebalancer) Resolve(ctx context.Context, id int64, deskID, by string) e
 		return fmt.Errorf("withdraw: desk request %s is %s %s to %s on %s, not this withdrawal's %s %s to %s on %s",
 			deskID, found.Amount, found.Symbol, found.Address, found.Network, w.Amount, w.Asset, w.Address, w.Network)
 	}
-	if err := r.store.UpdateWithdrawal(ctx, id, journal.WithdrawalSubmitted, deskID, found.Status, ""); err != nil {
+	if err := r.store.UpdateWithdrawal(ctx, id, journal.WithdrawalSubmitted, deskID, "", ""); err != nil {
 		return err
 	}
 	r.m.Withdrawals.WithLabelValues(w.Rule, journal.WithdrawalSubmitted).Inc()
 	log.Warn("unresolved withdrawal resolved to its desk request", zap.String("desk_id", deskID), zap.String("desk_status", found.Status))
+	// Take on the request's status now: one already completed or failed
+	// ends here and frees its rule.
+	w.State, w.DeskID, w.DeskStatus = journal.WithdrawalSubmitted, deskID, ""
+	if err := r.follow(ctx, w, *found); err != nil {
+		return err
+	}
 	return r.refresh(context.WithoutCancel(ctx))
 }

@@ -749,3 +749,43 @@ func TestStartSchedulesRuns(t *testing.T) {
 		time.Sleep(20 * time.Millisecond) // polling a condition
 	}
 }
+
+// TestResolvingToAFinishedDeskRequestFreesTheRule: an operator names the desk
+// request of an unresolved withdrawal after it already completed; the
+// withdrawal takes on that status at once and its rule runs again.
+func TestResolvingToAFinishedDeskRequestFreesTheRule(t *testing.T) {
+	e := newEnv(t, map[string]string{"BTC": "10"})
+	ctx := context.Background()
+	id, err := e.journal.InsertWithdrawalIntent(ctx, journal.Withdrawal{Rule: ruleName, Asset: "BTC",
+		Network: "bitcoin", Address: coldBTC, Amount: dec("1"), CreatedAt: e.clk.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.journal.UpdateWithdrawal(ctx, id, journal.WithdrawalUnresolved, "", "", "no match"); err != nil {
+		t.Fatal(err)
+	}
+	deskID, err := e.client.CreateWithdrawal(ctx, astra.NewWithdrawal{InstrumentSymbol: "BTC", Amount: dec("1"), Network: "bitcoin", Address: coldBTC})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.clk.Advance(5 * time.Minute) // the desk completes it (three one-minute steps)
+	r := e.start()
+	e.run(r)
+	if n := len(e.desk.Withdrawals()); n != 1 {
+		t.Fatalf("desk holds %d withdrawals while one is unresolved, want 1", n)
+	}
+	if err := r.Resolve(ctx, id, deskID, "test"); err != nil {
+		t.Fatal(err)
+	}
+	w, err := e.journal.WithdrawalByID(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.State != journal.WithdrawalCompleted || w.DeskID != deskID {
+		t.Fatalf("resolved withdrawal is %s (desk id %q), want completed with %s", w.State, w.DeskID, deskID)
+	}
+	e.run(r)
+	if n := len(e.desk.Withdrawals()); n != 2 {
+		t.Fatalf("desk holds %d withdrawals after the resolution, want the rule to have swept again (2)", n)
+	}
+}
