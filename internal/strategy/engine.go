@@ -608,12 +608,15 @@ func (e *Engine) Ready() bool { return e.ready.Load() }
 // the first successful poll.
 func (e *Engine) Balance(asset string) (decimal.Decimal, bool) { return e.bal.get(asset) }
 
-// Withdrawing tells the engine that qty of asset is leaving the account by a
-// withdrawal request sent now. Until a balance poll that starts after now
-// shows it, the reserve check counts it as gone, so sells decided meanwhile
-// cannot take the balance below reserve on a stale figure.
-func (e *Engine) Withdrawing(asset string, qty decimal.Decimal) {
-	e.bal.settle(e.bal.hold(asset, qty), e.now())
+// Withdrawing tells the engine that qty of asset is about to leave the
+// account by a withdrawal request. The reserve check counts it as gone from
+// now on; the returned func, called when the POST has returned (whatever its
+// outcome), starts the wait for a balance poll that began after that moment
+// and so shows the debit. Sells decided meanwhile cannot take the balance
+// below reserve on a stale figure.
+func (e *Engine) Withdrawing(asset string, qty decimal.Decimal) (sent func()) {
+	id := e.bal.hold(asset, qty)
+	return func() { e.bal.settle(id, e.now()) }
 }
 
 // pollBalances fetches the balances now and every BalanceEvery.

@@ -237,9 +237,13 @@ func TestWithdrawalCountsAgainstTheBalanceAtOnce(t *testing.T) {
 	rg := newRig(t, 5*time.Second, nil)
 	e, _ := rg.start(policy(), nil)
 	waitFor(t, "ready", 5*time.Second, e.Ready)
-	e.Withdrawing("BTC", dec("7.5"))
+	sent := e.Withdrawing("BTC", dec("7.5"))
 	if b, ok := e.Balance("BTC"); !ok || !b.Equal(dec("12.5")) {
 		t.Fatalf("balance BTC right after a 7.5 withdrawal = %s, %v; want 12.5", b, ok)
+	}
+	sent()
+	if b, ok := e.Balance("BTC"); !ok || !b.Equal(dec("12.5")) {
+		t.Fatalf("balance BTC once the POST returned = %s, %v; want 12.5 until a later poll", b, ok)
 	}
 }
 

@@ -327,13 +327,15 @@ func (r *Rebalancer) withdraw(ctx context.Context, rule config.Rule, amount deci
 	fields := append(ruleFields(rule, amount), zap.Int64("id", id))
 	r.log.Info("withdrawal intent journaled", fields...)
 
+	sent := func() {}
 	if r.onSend != nil {
-		r.onSend(rule.Asset, amount)
+		sent = r.onSend(rule.Asset, amount)
 	}
 	crashpoint.Hit("withdraw-after-intent")
 	deskID, postErr := r.desk.CreateWithdrawal(ctx, astra.NewWithdrawal{
 		InstrumentSymbol: rule.Asset, Amount: amount, Network: rule.Network, Address: rule.Address,
 	})
+	sent()
 	crashpoint.Hit("withdraw-after-post")
 	// The result is recorded whatever happened to ctx meanwhile (Stop, a
 	// caller's deadline): an unrecorded POST would only be matched later.

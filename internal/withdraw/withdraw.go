@@ -87,8 +87,9 @@ type Deps struct {
 	MatchGrace time.Duration
 	// OnSend, when set, is told of every withdrawal about to be POSTed, so
 	// the accept path's reserve check counts the amount as gone at once
-	// rather than at its next balance poll.
-	OnSend func(asset string, amount decimal.Decimal)
+	// rather than at its next balance poll; the func it returns is called
+	// when the POST has returned.
+	OnSend func(asset string, amount decimal.Decimal) (sent func())
 }
 
 const (
@@ -113,7 +114,7 @@ type Rebalancer struct {
 	now         func() time.Time
 	followEvery time.Duration
 	matchGrace  time.Duration
-	onSend      func(asset string, amount decimal.Decimal)
+	onSend      func(asset string, amount decimal.Decimal) (sent func())
 
 	// work serialises every pass that reads or writes withdrawal state
 	// (RunOnce, the follow tick, the start-up resolution): two passes never
