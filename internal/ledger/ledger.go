@@ -247,7 +247,8 @@ type instrument struct {
 	net     decimal.Decimal
 	count   int64
 	hasBal  bool
-	moving  bool // the balance changed while the history was read
+	moving  bool            // the balance changed while the history was read
+	before  decimal.Decimal // the balance read before the history, when moving
 }
 
 func (r *Reconciler) reconcile(ctx context.Context) (*Report, error) {
@@ -266,10 +267,9 @@ func (r *Reconciler) reconcile(ctx context.Context) (*Report, error) {
 	// Journal records older than the epoch belong to an earlier desk (only
 	// possible when the epoch is raised, as the sandbox does: its simulated
 	// desk is new on every start while its journal is not).
-	since := time.Time{}
-	if !epoch.IsZero() {
-		since = epoch.Add(-clockSkew)
-	}
+	// Journal times and the epoch are both our clock: no skew allowance
+	// (that is for desk timestamps only).
+	since := epoch
 
 	// 1. Balances against the net of the transaction history.
 	insts, err := r.history(ctx, rep, account)
@@ -297,8 +297,17 @@ func (r *Reconciler) reconcile(ctx context.Context) (*Report, error) {
 		drift := in.balance.Sub(in.net)
 		rep.Assets = append(rep.Assets, Asset{Asset: name, InstrumentID: id, Balance: in.balance, Net: in.net, Drift: drift, Transactions: in.count, Moving: in.moving})
 		if in.moving {
-			// The balance changed while its history was read, every try:
-			// the two cannot be compared this run. The next run will.
+			// The balance changed while its history was read, on every try:
+			// the history describes some moment between the two reads, so
+			// its net must lie between them (within the tolerance).
+			lo, hi := in.before, in.balance
+			if lo.GreaterThan(hi) {
+				lo, hi = hi, lo
+			}
+			if in.net.LessThan(lo.Sub(tol)) || in.net.GreaterThan(hi.Add(tol)) {
+				rep.Breaks = append(rep.Breaks, Break{Kind: BalanceDrift, Asset: name, Ref: id,
+					Detail: fmt.Sprintf("balance moved from %s to %s while its history was read, and the history nets to %s, outside that range by more than tolerance %s", in.before, in.balance, in.net, tol)})
+			}
 			continue
 		}
 		if drift.Abs().GreaterThan(tol) {
@@ -378,7 +387,7 @@ func (r *Reconciler) history(ctx context.Context, rep *Report, account string) (
 			}
 			in.balance, in.hasBal = b.Amount, true
 			if prev, ok := amounts[b.InstrumentID]; !ok || !prev.Equal(b.Amount) {
-				in.moving = true
+				in.moving, in.before = true, prev // absent before: zero
 				moving = true
 			}
 			delete(amounts, b.InstrumentID)
