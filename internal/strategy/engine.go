@@ -421,6 +421,18 @@ func (e *Engine) accept(r *runner, a journal.Accept, decidedAt, receivedAt time.
 		}
 		return
 	}
+	if remainingNanos(a.ExpiryMicros, e.now().UnixNano()) <= 0 {
+		// The journal write outlived the quote (a stalled disk): the desk
+		// would refuse it anyway, and SPEC 7.1 says never send it.
+		if rec.resolved.CompareAndSwap(false, true) {
+			if err := e.d.Journal.SetAcceptResult(jctx, id, journal.AcceptError, "not sent: the quote expired while it was journaled", e.now()); err != nil {
+				log.Error("journal accept result", zap.Error(err))
+			}
+			release()
+			log.Warn("accept not sent: the quote expired while it was journaled", zap.Int64("accept_id", id))
+		}
+		return
+	}
 	sentAt := e.now()
 	r.validity.Observe(time.Duration(remainingNanos(a.ExpiryMicros, sentAt.UnixNano())).Seconds())
 	r.latency.Observe(sentAt.Sub(receivedAt).Seconds())

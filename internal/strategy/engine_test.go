@@ -562,3 +562,41 @@ func TestApplyRestartsOnlyChangedPrograms(t *testing.T) {
 		t.Errorf("runners after reload: %v", e.runners)
 	}
 }
+
+// slowJournal stalls InsertAccept (a disk that stops for a while) once.
+type slowJournal struct {
+	*journal.Journal
+	stall time.Duration
+	once  sync.Once
+}
+
+func (s *slowJournal) InsertAccept(ctx context.Context, a journal.Accept) (int64, error) {
+	id, err := s.Journal.InsertAccept(ctx, a)
+	s.once.Do(func() { time.Sleep(s.stall) })
+	return id, err
+}
+
+// TestQuoteThatExpiresWhileJournaledIsNotSent: invariant 1 holds even when
+// the journal write outlives the quote.
+func TestQuoteThatExpiresWhileJournaledIsNotSent(t *testing.T) {
+	rg := newRig(t, 5*time.Second, func(c *sim.DeskConfig) { c.QuoteTTL = 300 * time.Millisecond })
+	sj := &slowJournal{Journal: rg.j, stall: 400 * time.Millisecond}
+	rg.start(policy(liveSell("sell-btc")), func(d *Deps) { d.Journal = sj })
+	var first journal.Accept
+	waitFor(t, "the stalled accept's result", 5*time.Second, func() bool {
+		as, err := rg.j.Accepts(context.Background(), journal.AcceptFilter{Program: "sell-btc"})
+		if err != nil || len(as) == 0 || as[0].Result == journal.AcceptPending {
+			return false
+		}
+		first = as[0]
+		return true
+	})
+	if first.Result != journal.AcceptError {
+		t.Fatalf("the quote that expired while journaled ended %q; want error (never sent)", first.Result)
+	}
+	for _, body := range rg.desk.AcceptBodies() {
+		if bytes.Contains(body, []byte(first.QuoteID)) {
+			t.Fatalf("the expired quote %s was sent to the desk", first.QuoteID)
+		}
+	}
+}
