@@ -74,7 +74,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&c.configPath, "config", "", "policy file (required)")
 	fs.StringVar(&c.logFormat, "log-format", "json", "log format: json or console")
 	c.fs = fs
-	c.registerExtra = func() {}
 	if cmd == "replay" {
 		replayFlags(fs, c)
 	}
@@ -101,11 +100,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 // common holds the flags every subcommand shares.
 type common struct {
-	configPath    string
-	logFormat     string
-	fs            *flag.FlagSet
-	registerExtra func()
-	replay        replayOptions
+	configPath string
+	logFormat  string
+	fs         *flag.FlagSet
+	replay     replayOptions
 }
 
 // loadPolicy loads the policy, printing every problem; ok=false means exit 2.

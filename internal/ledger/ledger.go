@@ -9,7 +9,6 @@ package ledger
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"hash/maphash"
 	"sort"
@@ -246,7 +245,6 @@ type instrument struct {
 	balance decimal.Decimal
 	net     decimal.Decimal
 	count   int64
-	hasBal  bool
 	moving  bool            // the balance changed while the history was read
 	before  decimal.Decimal // the balance read before the history, when moving
 }
@@ -385,7 +383,7 @@ func (r *Reconciler) history(ctx context.Context, rep *Report, account string) (
 			if in.symbol == "" {
 				in.symbol = b.Symbol
 			}
-			in.balance, in.hasBal = b.Amount, true
+			in.balance = b.Amount
 			if prev, ok := amounts[b.InstrumentID]; !ok || !prev.Equal(b.Amount) {
 				in.moving, in.before = true, prev // absent before: zero
 				moving = true
@@ -659,7 +657,3 @@ func (r *Reconciler) matchWithdrawals(ctx context.Context, rep *Report, since, e
 	}
 	return nil
 }
-
-// ErrBreaks is returned by callers that turn a report with breaks into an
-// exit status.
-var ErrBreaks = errors.New("reconciliation found breaks")
