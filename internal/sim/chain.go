@@ -92,7 +92,7 @@ func NewChain(cfg ChainConfig) (*Chain, error) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /{chain}", c.handleRPC)
 	mux.HandleFunc("POST /_sim/chain/revoke", c.simUID(func(o *chainOverride, _ *http.Request) error {
-		o.revokedAt = uint64(time.Now().Unix())
+		o.revokedAt = uint64(c.cfg.Astral.cfg.Now().Unix())
 		return nil
 	}))
 	mux.HandleFunc("POST /_sim/chain/drop", c.simUID(func(o *chainOverride, _ *http.Request) error { o.dropped = true; return nil }))
@@ -215,7 +215,7 @@ func (c *Chain) override(uid string, f func(o *chainOverride)) bool {
 
 // RevokeOnChain revokes uid on chain only: the index still says not revoked.
 func (c *Chain) RevokeOnChain(uid string) {
-	c.override(uid, func(o *chainOverride) { o.revokedAt = uint64(time.Now().Unix()) })
+	c.override(uid, func(o *chainOverride) { o.revokedAt = uint64(c.cfg.Astral.cfg.Now().Unix()) })
 }
 
 // SetLocation makes the on-chain location of uid a point other than the
