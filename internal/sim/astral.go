@@ -246,6 +246,9 @@ func (a *Astral) lookup(uid string) (spec ProofSpec, created, now time.Time, ok 
 	return p.spec, p.createdAt, a.cfg.Now(), true
 }
 
+// Chains are the chains the index supports.
+func (a *Astral) Chains() []string { return append([]string(nil), a.cfg.Chains...) }
+
 // Requests counts index requests served (test API requests excluded).
 func (a *Astral) Requests() int {
 	a.mu.Lock()

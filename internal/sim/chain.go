@@ -81,6 +81,11 @@ func NewChain(cfg ChainConfig) (*Chain, error) {
 	if cfg.SchemaUID == "" {
 		cfg.SchemaUID = AstralSchemaUID
 	}
+	contracts := make(map[string]string, len(cfg.Contracts))
+	for name, addr := range cfg.Contracts {
+		contracts[strings.ToLower(name)] = addr
+	}
+	cfg.Contracts = contracts
 	c := &Chain{cfg: cfg, servers: map[string]*rpc.Server{}, overrides: map[string]*chainOverride{}}
 	for _, name := range cfg.Astral.cfg.Chains {
 		srv := rpc.NewServer()
@@ -318,7 +323,7 @@ func (s *chainService) Call(_ context.Context, args chainCallArgs, _ *rpc.BlockN
 		return nil, errors.New("simulated node error")
 	}
 	contract := DefaultEAS
-	if a, ok := s.c.cfg.Contracts[s.chain]; ok {
+	if a, ok := s.c.cfg.Contracts[strings.ToLower(s.chain)]; ok {
 		contract = a
 	}
 	if args.To == nil || !strings.EqualFold(args.To.Hex(), common.HexToAddress(contract).Hex()) {
