@@ -196,4 +196,3 @@ func sameAddress(a common.Address, text string) bool {
 	b, err := eas.ParseAddress(text)
 	return err == nil && a == b
 }
-
