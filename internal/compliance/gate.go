@@ -125,6 +125,9 @@ func New(d Deps) *Gate {
 	if d.Now == nil {
 		d.Now = time.Now
 	}
+	if d.Transport == nil {
+		d.Transport = http.DefaultTransport.(*http.Transport).Clone()
+	}
 	g := &Gate{d: d, reason: ReasonNoProof}
 	g.last.Store(&gateState{open: false, reason: ReasonNoProof})
 	if d.Metrics != nil {
@@ -399,9 +402,6 @@ func (g *Gate) verifierFor(v *config.OnchainVerify) *verifier {
 	var observe func(endpoint, code string, d time.Duration)
 	if m := g.d.Metrics; m != nil {
 		observe = func(endpoint, code string, d time.Duration) { m.ObserveAPI("chain", endpoint, code, d.Seconds()) }
-	}
-	if g.d.Transport == nil {
-		g.d.Transport = http.DefaultTransport.(*http.Transport).Clone()
 	}
 	g.ver = newVerifier(v, g.d.Endpoints, g.d.Transport, observe)
 	for _, ce := range g.ver.chains {
