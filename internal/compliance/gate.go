@@ -265,11 +265,16 @@ func (g *Gate) Refresh(ctx context.Context) error {
 	pol := g.policyFor(cfg)
 	ver := g.verifierFor(cfg.VerifyOnchain)
 
-	limit := 1
+	limit, keep := 1, ""
 	if ver != nil {
 		limit = maxOnchainCandidates
+		g.mu.RLock()
+		if g.proof != nil {
+			keep = g.proof.UID // re-verified on chain every refresh, however many newer proofs there are
+		}
+		g.mu.RUnlock()
 	}
-	cands, failReason, failUID, err := g.find(ctx, cfg, pol, now, limit)
+	cands, failReason, failUID, err := g.find(ctx, cfg, pol, now, limit, keep)
 	var (
 		best      *astral.Proof
 		chainErr  error
@@ -424,11 +429,12 @@ func (g *Gate) noteMismatch(pr astral.Proof, res onchainResult) {
 }
 
 // find walks the subject's recent proofs and returns the newest passing
-// ones (at most limit, newest first), or the reason (and uid) of the newest
-// failing one.
-func (g *Gate) find(ctx context.Context, cfg config.Compliance, pol *policy, now time.Time, limit int) (cands []astral.Proof, failReason, failUID string, err error) {
+// ones (at most limit, newest first, then the proof keep if it passes and
+// is not among them), or the reason (and uid) of the newest failing one.
+func (g *Gate) find(ctx context.Context, cfg config.Compliance, pol *policy, now time.Time, limit int, keep string) (cands []astral.Proof, failReason, failUID string, err error) {
 	failReason = ReasonNoProof
 	var failAt time.Time
+	var kept *astral.Proof
 	seen := map[string]bool{}
 	for _, subject := range subjectForms(cfg.Subject) {
 		q := astral.Query{Subject: subject, From: now.Add(-cfg.MaxProofAge)}
@@ -443,6 +449,10 @@ func (g *Gate) find(ctx context.Context, cfg config.Compliance, pol *policy, now
 			ok, r := pol.check(p, now)
 			if ok {
 				cands = keepNewest(cands, p, limit)
+				if keep != "" && p.UID == keep {
+					cp := p
+					kept = &cp
+				}
 				return nil
 			}
 			if failUID == "" || p.EventTimestamp.After(failAt) {
@@ -453,6 +463,9 @@ func (g *Gate) find(ctx context.Context, cfg config.Compliance, pol *policy, now
 		if err != nil {
 			return nil, "", "", err
 		}
+	}
+	if kept != nil && !slices.ContainsFunc(cands, func(c astral.Proof) bool { return c.UID == kept.UID }) {
+		cands = append(cands, *kept)
 	}
 	return cands, failReason, failUID, nil
 }

@@ -298,3 +298,24 @@ func TestOnchainRPCURLNeverShows(t *testing.T) {
 		t.Fatalf("err %v, status %+v: want an error and the verified proof still in use", err, st)
 	}
 }
+
+func TestOnchainTheProofInUseIsReverifiedBehindManyNewerOnes(t *testing.T) {
+	e := newOnchainEnv(t, nil)
+	inUse := e.proof(nil)
+	e.mustOpen(t)
+	// Six newer proofs the chain cannot confirm (more than the candidates
+	// tried per refresh), then the chain revokes the one in use.
+	for i := 0; i < 6; i++ {
+		uid := e.proof(func(p *sim.ProofSpec) { p.EventTime = e.clock.Now().Add(-time.Duration(i+1) * time.Minute) })
+		e.chain.Drop(uid)
+	}
+	e.refresh()
+	if st := e.gate.Status(); !st.Open || st.ProofUID != inUse {
+		t.Fatalf("status %+v, want still open on %s", st, inUse)
+	}
+	e.chain.RevokeOnChain(inUse)
+	e.refresh()
+	if open, reason := e.gate.Open(); open {
+		t.Fatalf("open (%s) on a proof revoked on chain", reason)
+	}
+}
