@@ -92,7 +92,7 @@ type Gate struct {
 
 	mu          sync.RWMutex
 	proof       *astral.Proof // the proof in use: newest passing at the last good refresh
-	verified    bool          // proof was confirmed on chain (verify_onchain)
+	verifiedBy  *config.OnchainVerify // the verify_onchain section proof was confirmed under; nil: not confirmed
 	reason      string        // why there is no proof in use
 	failUID     string        // the proof that gave reason, if any
 	checkedAt   time.Time
@@ -179,7 +179,7 @@ func (g *Gate) evaluate(now time.Time) (open bool, reason, uid string, proof *as
 	}
 	pol := g.policyFor(cfg)
 	g.mu.RLock()
-	proof, reason, uid, unreachable, verified := g.proof, g.reason, g.failUID, g.unreachable, g.verified
+	proof, reason, uid, unreachable, verifiedBy := g.proof, g.reason, g.failUID, g.unreachable, g.verifiedBy
 	g.mu.RUnlock()
 	if proof == nil {
 		g.note(false, reason, uid)
@@ -194,7 +194,7 @@ func (g *Gate) evaluate(now time.Time) (open bool, reason, uid string, proof *as
 	if !open && unreachable != "" && reason == ReasonTooOld {
 		reason = unreachable
 	}
-	if open && cfg.VerifyOnchain != nil && !verified {
+	if open && cfg.VerifyOnchain != nil && !confirmedUnder(verifiedBy, cfg.VerifyOnchain) {
 		open, reason = false, ReasonOnchainUnverified
 	}
 	g.note(open, reason, proof.UID)
@@ -236,7 +236,7 @@ func (g *Gate) Status() Status {
 	open, reason, uid, proof := g.evaluate(now)
 	g.mu.RLock()
 	s := Status{Open: open, Reason: reason, ProofUID: uid, CheckedAt: g.checkedAt, LastError: g.lastErr,
-		OnchainVerified: proof != nil && g.verified && g.proof == proof}
+		OnchainVerified: proof != nil && g.verifiedBy != nil && g.proof == proof}
 	g.mu.RUnlock()
 	if proof != nil {
 		s.ProofAgeSeconds = now.Sub(proof.EventTimestamp).Seconds()
@@ -317,7 +317,7 @@ func (g *Gate) Refresh(ctx context.Context) error {
 	}
 
 	g.mu.RLock()
-	inUse, inUseVerified := g.proof, g.verified
+	inUse, inUseVerified := g.proof, g.verifiedBy != nil
 	g.mu.RUnlock()
 	// The index is down: with verification, the proof in use is still
 	// re-read from its chain, so an on-chain revocation closes the gate
@@ -342,7 +342,7 @@ func (g *Gate) Refresh(ctx context.Context) error {
 		result = refuted.reason
 		g.lastErr = err.Error()
 		g.unreachable = ReasonUnreachable
-		g.proof, g.verified, g.reason, g.failUID = nil, false, refuted.reason, inUse.UID
+		g.proof, g.verifiedBy, g.reason, g.failUID = nil, nil, refuted.reason, inUse.UID
 	case err != nil:
 		result = ReasonUnreachable
 		g.lastErr = err.Error()
@@ -352,7 +352,10 @@ func (g *Gate) Refresh(ctx context.Context) error {
 		}
 	case best != nil:
 		g.lastErr, g.unreachable = "", ""
-		g.proof, g.verified = best, ver != nil
+		g.proof, g.verifiedBy = best, nil
+		if ver != nil {
+			g.verifiedBy = ver.src
+		}
 	case chainErr != nil:
 		// No candidate was confirmed and some could not be read. The proof in
 		// use holds (until it ages out) only if its own chain was unreadable:
@@ -360,13 +363,13 @@ func (g *Gate) Refresh(ctx context.Context) error {
 		result = ReasonOnchainUnreachable
 		g.lastErr = chainErr.Error()
 		g.unreachable = ReasonOnchainUnreachable
-		if g.proof == nil || !g.verified || !chainDown[g.proof.UID] {
-			g.proof, g.verified = nil, false
+		if g.proof == nil || g.verifiedBy == nil || !chainDown[g.proof.UID] {
+			g.proof, g.verifiedBy = nil, nil
 			g.reason, g.failUID = ReasonOnchainUnreachable, ""
 		}
 	default:
 		g.lastErr, g.unreachable = "", ""
-		g.proof, g.verified = nil, false
+		g.proof, g.verifiedBy = nil, nil
 		result = failReason
 		g.reason, g.failUID = failReason, failUID
 	}
@@ -385,6 +388,13 @@ func (g *Gate) Refresh(ctx context.Context) error {
 		return chainErr
 	}
 	return err
+}
+
+// confirmedUnder reports whether a proof confirmed under the section by
+// still counts under cur: the same section (a reload that changed the
+// schema, a contract or an endpoint needs a new confirmation).
+func confirmedUnder(by, cur *config.OnchainVerify) bool {
+	return by != nil && (by == cur || by.Equal(cur))
 }
 
 // verifierFor returns the verifier for v (nil: verification off), building

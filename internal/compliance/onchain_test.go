@@ -319,3 +319,31 @@ func TestOnchainTheProofInUseIsReverifiedBehindManyNewerOnes(t *testing.T) {
 		t.Fatalf("open (%s) on a proof revoked on chain", reason)
 	}
 }
+
+func TestOnchainAChangedSectionNeedsANewConfirmation(t *testing.T) {
+	e := newOnchainEnv(t, nil)
+	e.proof(nil)
+	e.mustOpen(t)
+	// The same section, reloaded (a new value): still confirmed.
+	same := *e.cfg.Load()
+	v := *same.VerifyOnchain
+	v.Chains = append([]config.OnchainChain(nil), v.Chains...)
+	same.VerifyOnchain = &v
+	e.cfg.Store(&same)
+	if open, reason := e.gate.Open(); !open {
+		t.Fatalf("closed (%s) after a no-op reload", reason)
+	}
+	// Another schema: closed until the next refresh confirms (here: refutes).
+	changed := same
+	w := v
+	w.SchemaUID = "0x" + strings.Repeat("cd", 32)
+	changed.VerifyOnchain = &w
+	e.cfg.Store(&changed)
+	if open, reason := e.gate.Open(); open || reason != compliance.ReasonOnchainUnverified {
+		t.Fatalf("Open = %v, %q; want onchain_unverified", open, reason)
+	}
+	e.refresh()
+	if open, reason := e.gate.Open(); open || reason != compliance.ReasonOnchainMismatch {
+		t.Fatalf("Open = %v, %q; want onchain_mismatch", open, reason)
+	}
+}
