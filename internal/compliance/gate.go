@@ -91,10 +91,10 @@ type Gate struct {
 	refreshMu sync.Mutex // one refresh at a time
 
 	mu          sync.RWMutex
-	proof       *astral.Proof // the proof in use: newest passing at the last good refresh
+	proof       *astral.Proof         // the proof in use: newest passing at the last good refresh
 	verifiedBy  *config.OnchainVerify // the verify_onchain section proof was confirmed under; nil: not confirmed
-	reason      string        // why there is no proof in use
-	failUID     string        // the proof that gave reason, if any
+	reason      string                // why there is no proof in use
+	failUID     string                // the proof that gave reason, if any
 	checkedAt   time.Time
 	lastErr     string
 	unreachable string // why the last refresh could not check: ReasonUnreachable (index), ReasonOnchainUnreachable, or ""
