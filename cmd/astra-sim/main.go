@@ -1,5 +1,7 @@
 // Command astra-sim serves the Astra OTC desk simulator (and, with
-// -astral-listen, the Astral index simulator) as a standalone server for
+// -astral-listen, the Astral index simulator; with -chain-listen too, the
+// chains' JSON-RPC endpoints that hold its proofs as EAS attestations at
+// http://ADDR/{chain}) as a standalone server for
 // development and external tests. Faults are set by flag here and changed at
 // run time through the desk's /_sim/ test API.
 package main
@@ -28,6 +30,7 @@ func run(args []string) int {
 	var (
 		listen       = fs.String("listen", "127.0.0.1:7070", "desk listen address")
 		astralListen = fs.String("astral-listen", "", "Astral simulator listen address (empty: not started)")
+		chainListen  = fs.String("chain-listen", "", "chain JSON-RPC simulator listen address, serving eth_call of EAS getAttestation at /{chain} (needs -astral-listen; empty: not started)")
 		seed         = fs.Int64("seed", 42, "random seed (quotes, ids, faults)")
 		account      = fs.String("account", "3b7a5c1e-0f4e-4a51-9a6e-1f0c2d3e4f50", "account id (UUID)")
 		apiKey       = fs.String("api-key", envOr("ASTRA_API_KEY", "sim-key"), "API key the desk expects (default $ASTRA_API_KEY, else sim-key)")
@@ -51,6 +54,10 @@ func run(args []string) int {
 	fs.Float64Var(&f.WithdrawBlackhole, "withdraw-blackhole", 0, "per withdrawal POST: probability that it is created and never answers")
 	fs.Float64Var(&f.WithdrawFail, "withdraw-fail", 0, "per withdrawal: probability that it ends as failed")
 	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *chainListen != "" && *astralListen == "" {
+		fmt.Fprintln(os.Stderr, "astra-sim: -chain-listen needs -astral-listen (the chain holds the index's proofs)")
 		return 2
 	}
 	bal, err := parseAmounts(*balances)
@@ -109,6 +116,20 @@ func run(args []string) int {
 		}
 		defer astral.Close()
 		log.Info("astral simulator listening", zap.String("base", astral.BaseURL()))
+		if *chainListen != "" {
+			chain, err := sim.NewChain(sim.ChainConfig{Astral: astral})
+			if err != nil {
+				log.Error("chain simulator not built", zap.Error(err))
+				return 1
+			}
+			if err := chain.Start(*chainListen); err != nil {
+				log.Error("chain start failed", zap.Error(err))
+				return 1
+			}
+			defer chain.Close()
+			log.Info("chain simulator listening", zap.String("base", chain.BaseURL()),
+				zap.String("eas", sim.DefaultEAS), zap.String("base_chain_rpc", chain.URL("base")))
+		}
 	}
 
 	sig := make(chan os.Signal, 1)

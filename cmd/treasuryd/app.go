@@ -55,6 +55,7 @@ func appOptions(p *config.Policy, up upstream, path, apiKey string, log *zap.Log
 			func(m *metrics.Metrics) astral.Options {
 				return astral.Options{BaseURL: up.astralBase, Timeout: p.Astral.RequestTimeout, Observe: astral.ObserveFunc(m.ObserveAPI)}
 			},
+			func() compliance.Endpoints { return compliance.Endpoints{Override: up.chainRPC} },
 			func() operator.Config {
 				return operator.Config{Listen: p.HTTP.Listen, AdminToken: p.AdminToken()}
 			},

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -17,9 +18,13 @@ import (
 type sandbox struct {
 	desk   *sim.Desk
 	astral *sim.Astral
+	chain  *sim.Chain // serves eth_call for the Astral simulator's proofs
 }
 
-// startSandbox starts both simulators on loopback. The Astral simulator holds a fresh valid proof for
+// startSandbox starts the simulators on loopback: the desk, the Astral
+// index, and the chain JSON-RPC endpoint that holds the index's proofs as
+// EAS attestations (at the policy's EAS addresses), so verify_onchain
+// checks them for real. The Astral simulator holds a fresh valid proof for
 // the compliance subject at the centre of the first allow region. The desk
 // accepts apiKey, the one the daemon will send. p is not changed: the
 // daemon reaches the simulators through upstream().
@@ -41,31 +46,82 @@ func startSandbox(p *config.Policy, apiKey string, log *zap.Logger) (*sandbox, e
 	if err := desk.Start("127.0.0.1:0"); err != nil {
 		return nil, fmt.Errorf("sandbox desk: %w", err)
 	}
-	astral := sim.NewAstral(sim.AstralConfig{})
+	astral := sim.NewAstral(sim.AstralConfig{Chains: sandboxChains(p.Compliance)})
 	if err := astral.Start("127.0.0.1:0"); err != nil {
 		desk.Close()
 		return nil, fmt.Errorf("sandbox astral: %w", err)
+	}
+	chain, err := startSandboxChain(p.Compliance, astral)
+	if err != nil {
+		desk.Close()
+		astral.Close()
+		return nil, err
 	}
 	if c := p.Compliance; c.Enabled {
 		lng, lat, err := regionCentre(c.Allow[0])
 		if err != nil {
 			desk.Close()
 			astral.Close()
+			chain.Close()
 			return nil, err
 		}
-		chain := "base"
+		on := "base"
 		if len(c.Chains) > 0 {
-			chain = c.Chains[0]
+			on = c.Chains[0]
 		}
-		spec := sim.SandboxProof(c.Subject, chain, lng, lat, time.Now())
+		spec := sim.SandboxProof(c.Subject, on, lng, lat, time.Now())
 		if len(c.TrustedProvers) > 0 {
 			spec.Prover = c.TrustedProvers[0]
 		}
 		uid := astral.AddProof(spec)
 		log.Info("sandbox: location proof seeded", zap.String("uid", uid), zap.Float64("lng", lng), zap.Float64("lat", lat))
 	}
-	log.Info("sandbox: simulators started", zap.String("astra", desk.BaseURL()), zap.String("astral", astral.BaseURL()))
-	return &sandbox{desk: desk, astral: astral}, nil
+	log.Info("sandbox: simulators started", zap.String("astra", desk.BaseURL()), zap.String("astral", astral.BaseURL()),
+		zap.String("chain", chain.BaseURL()))
+	return &sandbox{desk: desk, astral: astral, chain: chain}, nil
+}
+
+// sandboxChains are the chains the sandbox's index supports: the usual four
+// and any the policy names.
+func sandboxChains(c config.Compliance) []string {
+	chains := []string{"arbitrum", "celo", "sepolia", "base"}
+	add := func(name string) {
+		for _, have := range chains {
+			if strings.EqualFold(have, name) {
+				return
+			}
+		}
+		chains = append(chains, name)
+	}
+	for _, name := range c.Chains {
+		add(name)
+	}
+	if v := c.VerifyOnchain; v != nil {
+		for _, ch := range v.Chains {
+			add(ch.Name)
+		}
+	}
+	return chains
+}
+
+// startSandboxChain starts the chain simulator with the policy's EAS
+// addresses.
+func startSandboxChain(c config.Compliance, astral *sim.Astral) (*sim.Chain, error) {
+	cc := sim.ChainConfig{Astral: astral, Contracts: map[string]string{}}
+	if v := c.VerifyOnchain; v != nil {
+		cc.SchemaUID = v.SchemaUID
+		for _, ch := range v.Chains {
+			cc.Contracts[ch.Name] = ch.EAS
+		}
+	}
+	chain, err := sim.NewChain(cc)
+	if err != nil {
+		return nil, fmt.Errorf("sandbox chain: %w", err)
+	}
+	if err := chain.Start("127.0.0.1:0"); err != nil {
+		return nil, fmt.Errorf("sandbox chain: %w", err)
+	}
+	return chain, nil
 }
 
 // upstream is where the daemon's clients connect: the policy's URLs, or the
@@ -73,6 +129,7 @@ func startSandbox(p *config.Policy, apiKey string, log *zap.Logger) (*sandbox, e
 // reload compares like with like.
 type upstream struct {
 	astraBase, astraWS, astralBase string
+	chainRPC                       map[string]string // lower-case chain -> RPC URL overriding the policy's
 }
 
 func policyUpstream(p *config.Policy) upstream {
@@ -80,7 +137,11 @@ func policyUpstream(p *config.Policy) upstream {
 }
 
 func (s *sandbox) upstream() upstream {
-	return upstream{astraBase: s.desk.BaseURL(), astraWS: s.desk.WSURL(), astralBase: s.astral.BaseURL()}
+	up := upstream{astraBase: s.desk.BaseURL(), astraWS: s.desk.WSURL(), astralBase: s.astral.BaseURL(), chainRPC: map[string]string{}}
+	for _, name := range s.astral.Chains() {
+		up.chainRPC[strings.ToLower(name)] = s.chain.URL(name)
+	}
+	return up
 }
 
 func (s *sandbox) Close() {
@@ -89,6 +150,7 @@ func (s *sandbox) Close() {
 	}
 	s.desk.Close()
 	s.astral.Close()
+	s.chain.Close()
 }
 
 // regionCentre is a point inside the region: the bbox centre, or the first

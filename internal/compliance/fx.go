@@ -18,10 +18,12 @@ type Opener interface {
 // and as the Opener the accept and withdrawal paths consult. It is the gate
 // even when the policy disables compliance: it reads the current policy at
 // every decision and refresh (and does no I/O while disabled), so a reload
-// that enables compliance closes it until a proof passes.
+// that enables compliance closes it until a proof passes. The app supplies
+// Endpoints (empty outside the sandbox).
 var Module = fx.Module("compliance",
-	fx.Provide(func(lc fx.Lifecycle, log *zap.Logger, m *metrics.Metrics, c *astral.Client, r *config.Reloader) *Gate {
-		g := New(Deps{Log: log.Named("compliance"), Metrics: m, Client: c, Config: func() config.Compliance { return r.Current().Compliance }})
+	fx.Provide(func(lc fx.Lifecycle, log *zap.Logger, m *metrics.Metrics, c *astral.Client, r *config.Reloader, ep Endpoints) *Gate {
+		g := New(Deps{Log: log.Named("compliance"), Metrics: m, Client: c, Endpoints: ep,
+			Config: func() config.Compliance { return r.Current().Compliance }})
 		lc.Append(fx.StartStopHook(g.Start, g.Stop))
 		return g
 	}),

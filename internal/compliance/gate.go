@@ -3,6 +3,8 @@ package compliance
 import (
 	"context"
 	"errors"
+	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -43,6 +45,11 @@ type Deps struct {
 	// decision and refresh, so a reloaded policy takes effect at once.
 	Config func() config.Compliance
 	Now    func() time.Time // default time.Now
+	// Endpoints overrides the policy's chain RPC endpoints (the sandbox).
+	Endpoints Endpoints
+	// Transport carries the chains' JSON-RPC calls (default: a clone of
+	// http.DefaultTransport, shared by every chain).
+	Transport http.RoundTripper
 }
 
 // Status is the gate as /status shows it.
@@ -53,6 +60,9 @@ type Status struct {
 	ProofAgeSeconds float64   `json:"proof_age_seconds"`
 	CheckedAt       time.Time `json:"checked_at"`
 	LastError       string    `json:"last_error,omitempty"`
+	// OnchainVerified: the proof in use was confirmed on its chain at the
+	// last refresh (compliance.verify_onchain).
+	OnchainVerified bool `json:"onchain_verified"`
 }
 
 // verdict is a cached identity/place result for one proof under one policy.
@@ -81,12 +91,18 @@ type Gate struct {
 	refreshMu sync.Mutex // one refresh at a time
 
 	mu          sync.RWMutex
-	proof       *astral.Proof // the proof in use: newest passing at the last good refresh
-	reason      string        // why there is no proof in use
-	failUID     string        // the proof that gave reason, if any
+	proof       *astral.Proof         // the proof in use: newest passing at the last good refresh
+	verifiedBy  *config.OnchainVerify // the verify_onchain section proof was confirmed under; nil: not confirmed
+	reason      string                // why there is no proof in use
+	failUID     string                // the proof that gave reason, if any
 	checkedAt   time.Time
 	lastErr     string
-	unreachable bool // the last refresh could not reach the index
+	unreachable string // why the last refresh could not check: ReasonUnreachable (index), ReasonOnchainUnreachable, or ""
+
+	// ver reads the chains; built when verify_onchain changes. Guarded by
+	// refreshMu. lastMismatch dedupes the log of index/chain differences.
+	ver          *verifier
+	lastMismatch string
 
 	last atomic.Pointer[gateState]
 
@@ -108,6 +124,9 @@ func New(d Deps) *Gate {
 	}
 	if d.Now == nil {
 		d.Now = time.Now
+	}
+	if d.Transport == nil {
+		d.Transport = http.DefaultTransport.(*http.Transport).Clone()
 	}
 	g := &Gate{d: d, reason: ReasonNoProof}
 	g.last.Store(&gateState{open: false, reason: ReasonNoProof})
@@ -160,7 +179,7 @@ func (g *Gate) evaluate(now time.Time) (open bool, reason, uid string, proof *as
 	}
 	pol := g.policyFor(cfg)
 	g.mu.RLock()
-	proof, reason, uid, unreachable := g.proof, g.reason, g.failUID, g.unreachable
+	proof, reason, uid, unreachable, verifiedBy := g.proof, g.reason, g.failUID, g.unreachable, g.verifiedBy
 	g.mu.RUnlock()
 	if proof == nil {
 		g.note(false, reason, uid)
@@ -172,8 +191,11 @@ func (g *Gate) evaluate(now time.Time) (open bool, reason, uid string, proof *as
 		g.cached.Store(v)
 	}
 	open, reason = verdictOf(v.identity, v.place, proof.EventTimestamp, pol.src.MaxProofAge, now)
-	if !open && unreachable && reason == ReasonTooOld {
-		reason = ReasonUnreachable
+	if !open && unreachable != "" && reason == ReasonTooOld {
+		reason = unreachable
+	}
+	if open && cfg.VerifyOnchain != nil && !confirmedUnder(verifiedBy, cfg.VerifyOnchain) {
+		open, reason = false, ReasonOnchainUnverified
 	}
 	g.note(open, reason, proof.UID)
 	return open, reason, proof.UID, proof
@@ -213,7 +235,8 @@ func (g *Gate) Status() Status {
 	now := g.d.Now()
 	open, reason, uid, proof := g.evaluate(now)
 	g.mu.RLock()
-	s := Status{Open: open, Reason: reason, ProofUID: uid, CheckedAt: g.checkedAt, LastError: g.lastErr}
+	s := Status{Open: open, Reason: reason, ProofUID: uid, CheckedAt: g.checkedAt, LastError: g.lastErr,
+		OnchainVerified: proof != nil && g.verifiedBy != nil && g.proof == proof}
 	g.mu.RUnlock()
 	if proof != nil {
 		s.ProofAgeSeconds = now.Sub(proof.EventTimestamp).Seconds()
@@ -223,9 +246,13 @@ func (g *Gate) Status() Status {
 
 // Refresh fetches the subject's proofs newer than max_proof_age, picks the
 // newest that passes every check, and re-reads it by uid so a revocation the
-// list has not caught up with still closes the gate. If the index cannot be
-// reached, the last good proof stays in use (Open still ages it out). The
-// error is the index's, for the caller to log.
+// list has not caught up with still closes the gate. With verify_onchain,
+// the index only finds candidates: the newest that its chain's EAS contract
+// confirms is used, with the chain's values, and the proof in use is
+// re-verified on every refresh. If the index (or, with verification, the
+// chain) cannot be reached, the last good proof stays in use (Open still
+// ages it out). The error is for the caller to log; it never carries an RPC
+// URL.
 func (g *Gate) Refresh(ctx context.Context) error {
 	g.refreshMu.Lock()
 	defer g.refreshMu.Unlock()
@@ -236,62 +263,188 @@ func (g *Gate) Refresh(ctx context.Context) error {
 		return nil
 	}
 	pol := g.policyFor(cfg)
+	ver := g.verifierFor(cfg.VerifyOnchain)
 
-	best, failReason, failUID, err := g.find(ctx, cfg, pol, now)
-	if err == nil && best != nil {
-		again, rerr := g.d.Client.Proof(ctx, best.UID)
+	limit, keep := 1, ""
+	if ver != nil {
+		limit = maxOnchainCandidates
+		g.mu.RLock()
+		if g.proof != nil {
+			keep = g.proof.UID // re-verified on chain every refresh, however many newer proofs there are
+		}
+		g.mu.RUnlock()
+	}
+	cands, failReason, failUID, err := g.find(ctx, cfg, pol, now, limit, keep)
+	var (
+		best      *astral.Proof
+		chainErr  error
+		chainDown = map[string]bool{} // uids whose chain could not be read
+	)
+	for _, c := range cands {
+		if err != nil {
+			break
+		}
+		again, rerr := g.d.Client.Proof(ctx, c.UID)
 		switch {
 		case errors.Is(rerr, astral.ErrNotFound):
-			failReason, failUID, best = ReasonNoProof, best.UID, nil
+			failReason, failUID = ReasonNoProof, c.UID
+			continue
 		case rerr != nil:
 			err = rerr
-		default:
-			if ok, r := pol.check(again, now); ok {
-				best = &again
-			} else {
-				failReason, failUID, best = r, again.UID, nil
-			}
+			continue
+		}
+		if ok, r := pol.check(again, now); !ok {
+			failReason, failUID = r, again.UID
+			continue
+		}
+		if ver == nil {
+			best = &again
+			break
+		}
+		res, cerr := ver.verify(ctx, pol, again, now)
+		if cerr != nil {
+			chainErr = cerr
+			chainDown[again.UID] = true
+			continue
+		}
+		if res.reason != ReasonPass {
+			g.noteMismatch(again, res)
+			failReason, failUID = res.reason, again.UID
+			continue
+		}
+		best = &res.proof
+		break
+	}
+
+	g.mu.RLock()
+	inUse, inUseVerified := g.proof, g.verifiedBy != nil
+	g.mu.RUnlock()
+	// The index is down: with verification, the proof in use is still
+	// re-read from its chain, so an on-chain revocation closes the gate
+	// whatever the index says or fails to say.
+	var refuted *onchainResult
+	if err != nil && ver != nil && inUse != nil && inUseVerified {
+		res, cerr := ver.verify(ctx, pol, *inUse, now)
+		switch {
+		case cerr != nil:
+			chainErr = cerr
+		case res.reason != ReasonPass:
+			g.noteMismatch(*inUse, res)
+			refuted = &res
 		}
 	}
 
 	result := ReasonPass
 	g.mu.Lock()
 	g.checkedAt = now
-	if err != nil {
+	switch {
+	case refuted != nil:
+		result = refuted.reason
+		g.lastErr = err.Error()
+		g.unreachable = ReasonUnreachable
+		g.proof, g.verifiedBy, g.reason, g.failUID = nil, nil, refuted.reason, inUse.UID
+	case err != nil:
 		result = ReasonUnreachable
 		g.lastErr = err.Error()
-		g.unreachable = true
+		g.unreachable = ReasonUnreachable
 		if g.proof == nil {
 			g.reason, g.failUID = ReasonUnreachable, ""
 		}
-	} else {
-		g.lastErr = ""
-		g.unreachable = false
-		g.proof = best
-		if best == nil {
-			result = failReason
-			g.reason, g.failUID = failReason, failUID
+	case best != nil:
+		g.lastErr, g.unreachable = "", ""
+		g.proof, g.verifiedBy = best, nil
+		if ver != nil {
+			g.verifiedBy = ver.src
 		}
+	case chainErr != nil:
+		// No candidate was confirmed and some could not be read. The proof in
+		// use holds (until it ages out) only if its own chain was unreadable:
+		// a proof the index or the chain refuted this time does not.
+		result = ReasonOnchainUnreachable
+		g.lastErr = chainErr.Error()
+		g.unreachable = ReasonOnchainUnreachable
+		if g.proof == nil || g.verifiedBy == nil || !chainDown[g.proof.UID] {
+			g.proof, g.verifiedBy = nil, nil
+			g.reason, g.failUID = ReasonOnchainUnreachable, ""
+		}
+	default:
+		g.lastErr, g.unreachable = "", ""
+		g.proof, g.verifiedBy = nil, nil
+		result = failReason
+		g.reason, g.failUID = failReason, failUID
 	}
 	g.mu.Unlock()
 
-	_, _, _, inUse := g.evaluate(now)
+	_, _, _, used := g.evaluate(now)
 	if m := g.d.Metrics; m != nil {
 		m.ComplianceChecks.WithLabelValues(result).Inc()
 		age := 0.0
-		if inUse != nil {
-			age = now.Sub(inUse.EventTimestamp).Seconds()
+		if used != nil {
+			age = now.Sub(used.EventTimestamp).Seconds()
 		}
 		m.ComplianceProofAge.Set(age)
+	}
+	if err == nil && chainErr != nil && best == nil {
+		return chainErr
 	}
 	return err
 }
 
-// find walks the subject's recent proofs and returns the newest passing one,
-// or the reason (and uid) of the newest failing one.
-func (g *Gate) find(ctx context.Context, cfg config.Compliance, pol *policy, now time.Time) (best *astral.Proof, failReason, failUID string, err error) {
+// confirmedUnder reports whether a proof confirmed under the section by
+// still counts under cur: the same section (a reload that changed the
+// schema, a contract or an endpoint needs a new confirmation).
+func confirmedUnder(by, cur *config.OnchainVerify) bool {
+	return by != nil && (by == cur || by.Equal(cur))
+}
+
+// verifierFor returns the verifier for v (nil: verification off), building
+// a new one, and closing the old, only when the section changed. Called
+// under refreshMu.
+func (g *Gate) verifierFor(v *config.OnchainVerify) *verifier {
+	if v == nil {
+		if g.ver != nil {
+			g.ver.close()
+			g.ver = nil
+		}
+		return nil
+	}
+	if g.ver != nil && g.ver.src.Equal(v) {
+		return g.ver
+	}
+	if g.ver != nil {
+		g.ver.close()
+	}
+	var observe func(endpoint, code string, d time.Duration)
+	if m := g.d.Metrics; m != nil {
+		observe = func(endpoint, code string, d time.Duration) { m.ObserveAPI("chain", endpoint, code, d.Seconds()) }
+	}
+	g.ver = newVerifier(v, g.d.Endpoints, g.d.Transport, observe)
+	for _, ce := range g.ver.chains {
+		if ce.err != nil {
+			g.d.Log.Error("compliance chain cannot be verified; its proofs fail closed", zap.Error(ce.err))
+		}
+	}
+	return g.ver
+}
+
+// noteMismatch logs why a proof did not count on chain, once per change.
+func (g *Gate) noteMismatch(pr astral.Proof, res onchainResult) {
+	key := pr.UID + "\x00" + res.reason + "\x00" + res.field
+	if key == g.lastMismatch {
+		return
+	}
+	g.lastMismatch = key
+	g.d.Log.Warn("proof not confirmed on chain", zap.String("proof_uid", pr.UID), zap.String("chain", pr.Chain),
+		zap.String("reason", res.reason), zap.String("detail", res.field))
+}
+
+// find walks the subject's recent proofs and returns the newest passing
+// ones (at most limit, newest first, then the proof keep if it passes and
+// is not among them), or the reason (and uid) of the newest failing one.
+func (g *Gate) find(ctx context.Context, cfg config.Compliance, pol *policy, now time.Time, limit int, keep string) (cands []astral.Proof, failReason, failUID string, err error) {
 	failReason = ReasonNoProof
 	var failAt time.Time
+	var kept *astral.Proof
 	seen := map[string]bool{}
 	for _, subject := range subjectForms(cfg.Subject) {
 		q := astral.Query{Subject: subject, From: now.Add(-cfg.MaxProofAge)}
@@ -305,9 +458,10 @@ func (g *Gate) find(ctx context.Context, cfg config.Compliance, pol *policy, now
 			seen[p.UID] = true
 			ok, r := pol.check(p, now)
 			if ok {
-				if best == nil || p.EventTimestamp.After(best.EventTimestamp) {
+				cands = keepNewest(cands, p, limit)
+				if keep != "" && p.UID == keep {
 					cp := p
-					best = &cp
+					kept = &cp
 				}
 				return nil
 			}
@@ -320,7 +474,27 @@ func (g *Gate) find(ctx context.Context, cfg config.Compliance, pol *policy, now
 			return nil, "", "", err
 		}
 	}
-	return best, failReason, failUID, nil
+	if kept != nil && !slices.ContainsFunc(cands, func(c astral.Proof) bool { return c.UID == kept.UID }) {
+		cands = append(cands, *kept)
+	}
+	return cands, failReason, failUID, nil
+}
+
+// keepNewest inserts p into cands (newest first; the earlier of equals
+// first) and keeps at most limit.
+func keepNewest(cands []astral.Proof, p astral.Proof, limit int) []astral.Proof {
+	i := len(cands)
+	for i > 0 && p.EventTimestamp.After(cands[i-1].EventTimestamp) {
+		i--
+	}
+	if i >= limit {
+		return cands
+	}
+	cands = slices.Insert(cands, i, p)
+	if len(cands) > limit {
+		cands = cands[:limit]
+	}
+	return cands
 }
 
 // Start reads the index's configuration once (a configured chain it does not
@@ -367,10 +541,16 @@ func (g *Gate) Stop(ctx context.Context) error {
 	cancel()
 	select {
 	case <-done:
-		return nil
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+	g.refreshMu.Lock()
+	if g.ver != nil {
+		g.ver.close()
+		g.ver = nil
+	}
+	g.refreshMu.Unlock()
+	return nil
 }
 
 func (g *Gate) run(ctx context.Context, done, first chan struct{}) {

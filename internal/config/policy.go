@@ -68,6 +68,7 @@ type Compliance struct {
 	RefreshInterval time.Duration // default 1m
 	Allow           []Region
 	Deny            []Region
+	VerifyOnchain   *OnchainVerify // nil when absent: the index's word is taken
 }
 
 // Region is a named bbox or GeoJSON Polygon/MultiPolygon; exactly one is set.

@@ -62,8 +62,10 @@ func (c *checker) policy(root *yaml.Node) *Policy {
 	p.HTTP = c.http(s.sub("http", "listen", "admin_token_env"))
 	p.DryRun = s.boolean("dry_run")
 	p.ShutdownTimeout = s.duration("shutdown_timeout", DefaultShutdownTimeout, positive)
-	p.Compliance = c.compliance(s.sub("compliance", "enabled", "subject", "chains", "trusted_provers",
-		"max_proof_age", "refresh_interval", "allow", "deny"))
+	cs := s.sub("compliance", "enabled", "subject", "chains", "trusted_provers",
+		"max_proof_age", "refresh_interval", "allow", "deny", "verify_onchain")
+	p.Compliance = c.compliance(cs)
+	p.Compliance.VerifyOnchain = c.verifyOnchain(cs, p.Compliance.Chains, p.Sandbox != nil)
 	p.Programs = c.programs(s)
 	p.Withdraw = c.withdraw(s.sub("withdraw", "allowlist"))
 	p.Rebalance = c.rebalance(s.sub("rebalance", "schedule", "rules"), p)

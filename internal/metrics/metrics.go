@@ -144,9 +144,10 @@ func New(version string) *Metrics {
 	return m
 }
 
-// ObserveAPI records one upstream request: api is "astra" or "astral",
-// endpoint the route template (never a filled-in path), code the HTTP status
-// or "error" when no response arrived.
+// ObserveAPI records one upstream request: api is "astra", "astral" or
+// "chain" (JSON-RPC), endpoint the route template or RPC method (never a
+// filled-in path or URL), code the HTTP status, "rpc_error" (JSON-RPC error
+// answer) or "error" when no response arrived.
 func (m *Metrics) ObserveAPI(api, endpoint, code string, seconds float64) {
 	m.APIRequests.WithLabelValues(api, endpoint, code).Inc()
 	m.APIRequestDuration.WithLabelValues(api, endpoint).Observe(seconds)

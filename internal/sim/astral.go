@@ -233,6 +233,22 @@ func (a *Astral) AgeProofs(d time.Duration) {
 	}
 }
 
+// lookup returns a copy of the proof uid as the index holds it, when it was
+// added, and the index's clock: the chain simulator (chain.go) reads
+// attestations from here.
+func (a *Astral) lookup(uid string) (spec ProofSpec, created, now time.Time, ok bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	p, ok := a.proofs[uid]
+	if !ok {
+		return ProofSpec{}, time.Time{}, time.Time{}, false
+	}
+	return p.spec, p.createdAt, a.cfg.Now(), true
+}
+
+// Chains are the chains the index supports.
+func (a *Astral) Chains() []string { return append([]string(nil), a.cfg.Chains...) }
+
 // Requests counts index requests served (test API requests excluded).
 func (a *Astral) Requests() int {
 	a.mu.Lock()
