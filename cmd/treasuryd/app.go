@@ -56,7 +56,7 @@ func appOptions(p *config.Policy, up upstream, path, apiKey string, log *zap.Log
 				return astral.Options{BaseURL: up.astralBase, Timeout: p.Astral.RequestTimeout, Observe: astral.ObserveFunc(m.ObserveAPI)}
 			},
 			func() operator.Config {
-				return operator.Config{Listen: p.HTTP.Listen, AdminToken: p.AdminToken()}
+				return operator.Config{Listen: p.HTTP.Listen, AdminListen: p.HTTP.AdminListen, AdminToken: p.AdminToken()}
 			},
 			fx.Annotate(func(g compliance.Opener) compliance.Opener { return g },
 				fx.As(new(strategy.Gate)), fx.As(new(withdraw.Gate))),

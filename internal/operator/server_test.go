@@ -19,6 +19,7 @@ import (
 type memStore struct {
 	mu     sync.Mutex
 	paused bool
+	reason string
 	fail   bool
 }
 
@@ -28,17 +29,23 @@ func (m *memStore) Paused(context.Context) (bool, error) {
 	return m.paused, nil
 }
 
-func (m *memStore) SetPaused(_ context.Context, p bool, _ string) error {
+func (m *memStore) PauseReason(context.Context) (string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.reason, nil
+}
+
+func (m *memStore) SetPause(_ context.Context, p bool, _, reason string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.fail {
 		return errors.New("disk full")
 	}
-	m.paused = p
+	m.paused, m.reason = p, reason
 	return nil
 }
 
-const token = "s3cret-admin-token"
+const token = "s3cret-admin-token-7f3a9c21e4"
 
 type resolved struct {
 	id     int64
