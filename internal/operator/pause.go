@@ -90,9 +90,14 @@ func (s *Switch) Set(ctx context.Context, paused bool, by string) error {
 
 // Halt is treasuryd pausing itself for reason (e.g. "withdrawal_mismatch"):
 // persisted first, so it survives a restart, and only an operator's resume
-// clears it.
+// clears it. If the journal cannot persist it, the switch is engaged in
+// memory all the same (fail closed) and the error returned.
 func (s *Switch) Halt(ctx context.Context, reason string) error {
 	if err := s.change(ctx, true, "treasuryd", reason); err != nil {
+		s.mu.Lock()
+		s.set(true, reason)
+		s.mu.Unlock()
+		s.log.Error("treasuryd paused itself, but the pause is not persisted", zap.String("reason", reason), zap.Error(err))
 		return err
 	}
 	s.log.Error("treasuryd paused itself: no accept and no withdrawal until an operator resumes",
