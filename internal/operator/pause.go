@@ -79,11 +79,15 @@ func (s *Switch) Reason() string {
 }
 
 // Set is an operator's pause or resume: it persists the flag, then applies
-// it. A resume clears whatever reason the pause had.
+// it. A resume clears whatever reason the pause had; a pause of a switch
+// already engaged keeps its reason (a withdrawal_mismatch stays visible).
 func (s *Switch) Set(ctx context.Context, paused bool, by string) error {
 	reason := ""
 	if paused {
 		reason = ReasonOperator
+		if r := s.Reason(); r != "" {
+			reason = r
+		}
 	}
 	return s.change(ctx, paused, by, reason)
 }
