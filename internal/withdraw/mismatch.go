@@ -45,14 +45,17 @@ func Differences(w journal.Withdrawal, req astra.WithdrawalRequest) []string {
 }
 
 // checkDetails compares what the desk reports of the withdrawal w with its
-// intent; a difference is handled as a mismatch and returned as ErrMismatch.
-func (r *Rebalancer) checkDetails(ctx context.Context, w journal.Withdrawal, req astra.WithdrawalRequest) error {
+// intent; a difference is handled as a mismatch (a pause, the first time)
+// and returned as ErrMismatch, every time. handled reports that this
+// difference had been handled before: an operator has resumed since.
+func (r *Rebalancer) checkDetails(ctx context.Context, w journal.Withdrawal, req astra.WithdrawalRequest) (handled bool, err error) {
 	diff := Differences(w, req)
 	if diff == nil {
-		return nil
+		return false, nil
 	}
-	herr := r.mismatch(ctx, w, req, diff)
-	return errors.Join(fmt.Errorf("%w: withdrawal %d is desk request %s with %v", ErrMismatch, w.ID, req.ID, diff), herr)
+	fresh, herr := r.mismatch(ctx, w, req, diff)
+	return !fresh && herr == nil,
+		errors.Join(fmt.Errorf("%w: withdrawal %d is desk request %s with %v", ErrMismatch, w.ID, req.ID, diff), herr)
 }
 
 // Mismatch is told by the reconciliation of a withdrawal of ours that the
@@ -64,7 +67,8 @@ func (r *Rebalancer) Mismatch(ctx context.Context, w journal.Withdrawal, req ast
 	if diff == nil {
 		return nil
 	}
-	return r.mismatch(ctx, w, req, diff)
+	_, err := r.mismatch(ctx, w, req, diff)
+	return err
 }
 
 // mismatch pauses treasuryd at once (persisted), then records the mismatch
@@ -72,8 +76,9 @@ func (r *Rebalancer) Mismatch(ctx context.Context, w journal.Withdrawal, req ast
 // still reported the same way, does not pause it again; a crash between the
 // two pauses again at the next sighting, which is harmless. The withdrawal
 // itself keeps its state and is followed on: the desk's statuses are still
-// recorded, and its amount still counts against max_daily.
-func (r *Rebalancer) mismatch(ctx context.Context, w journal.Withdrawal, req astra.WithdrawalRequest, diff []string) error {
+// recorded, and its amount still counts against max_daily. fresh reports a
+// first sighting (false: handled before, nothing done).
+func (r *Rebalancer) mismatch(ctx context.Context, w journal.Withdrawal, req astra.WithdrawalRequest, diff []string) (fresh bool, err error) {
 	// Final writes: they must not be lost to a Stop or a caller's deadline.
 	ctx = context.WithoutCancel(ctx)
 	fields := append(withdrawalFields(w), zap.String("kind", ReasonMismatch), zap.String("desk_id", req.ID),
@@ -87,7 +92,7 @@ func (r *Rebalancer) mismatch(ctx context.Context, w journal.Withdrawal, req ast
 	}
 	if seen {
 		r.log.Debug("withdrawal mismatch already handled; an operator resumed since", fields...)
-		return nil
+		return false, nil
 	}
 	r.log.Error("withdrawal_mismatch: the desk reports a withdrawal of ours with other details than its intent; pausing",
 		fields...)
@@ -97,11 +102,11 @@ func (r *Rebalancer) mismatch(ctx context.Context, w journal.Withdrawal, req ast
 		errs = append(errs, errors.New("withdraw: no pause switch to engage"))
 	} else if err := r.halt.Halt(ctx, ReasonMismatch); err != nil {
 		// Not recorded either: the next sighting tries again.
-		return fmt.Errorf("withdraw: pause on withdrawal_mismatch: %w", err)
+		return true, fmt.Errorf("withdraw: pause on withdrawal_mismatch: %w", err)
 	}
 	detail := fmt.Sprintf("desk request %s: %v", req.ID, diff)
 	if err := r.store.RecordMismatch(ctx, w.ID, detail); err != nil {
 		errs = append(errs, err)
 	}
-	return errors.Join(errs...)
+	return true, errors.Join(errs...)
 }

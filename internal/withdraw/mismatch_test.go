@@ -136,6 +136,16 @@ func TestResolvingToADeskRequestWithOtherDetailsPauses(t *testing.T) {
 	if w, _ := e.journal.WithdrawalByID(ctx, id); w.State != journal.WithdrawalUnresolved {
 		t.Fatalf("withdrawal is %s after a refused resolution; want unresolved", w.State)
 	}
+	// After a resume the same answer is still refused, without a new pause.
+	if err := sw.Set(ctx, false, "test"); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Resolve(ctx, id, deskID, "test"); !errors.Is(err, ErrMismatch) || sw.Paused() {
+		t.Fatalf("the same resolution after a resume: %v, paused %v; want ErrMismatch, not paused", err, sw.Paused())
+	}
+	if w, _ := e.journal.WithdrawalByID(ctx, id); w.State != journal.WithdrawalUnresolved {
+		t.Fatalf("withdrawal is %s; want still unresolved", w.State)
+	}
 }
 
 // unresolvedIntent journals an intent of the rule, now, and marks it
@@ -248,5 +258,41 @@ func TestDifferences(t *testing.T) {
 				t.Fatalf("Differences = %v; want %d", got, tt.want)
 			}
 		})
+	}
+}
+
+// TestResumedMismatchStillOpenIsFollowedQuietly: after an operator resumed,
+// a substituted withdrawal still in flight is followed to its end without
+// pausing again or failing every run, and keeps its rule waiting.
+func TestResumedMismatchStillOpenIsFollowedQuietly(t *testing.T) {
+	e := newEnv(t, map[string]string{"BTC": "10"})
+	ctx := context.Background()
+	e.desk.SubstituteNextWithdrawals(1, sim.Substitution{})
+	sw := e.switchFor()
+	r := e.startWith(sw)
+	e.run(r)
+	e.clk.Advance(time.Second)
+	if err := r.RunOnce(ctx); !errors.Is(err, ErrMismatch) || !sw.Paused() {
+		t.Fatalf("first sighting: %v, paused %v", err, sw.Paused())
+	}
+	if err := sw.Set(ctx, false, "test"); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		e.clk.Advance(10 * time.Second) // still short of the desk's one-minute step
+		if err := r.RunOnce(ctx); err != nil {
+			t.Fatalf("run after the resume: %v", err)
+		}
+	}
+	if sw.Paused() {
+		t.Fatal("paused again by the mismatch an operator already saw")
+	}
+	if n := len(e.desk.Withdrawals()); n != 1 {
+		t.Fatalf("desk holds %d withdrawals; want 1: the rule waits for the open one", n)
+	}
+	// The substituted request belongs to its withdrawal: no other can take it.
+	id := e.unresolvedIntent(dec("1"))
+	if err := r.Resolve(ctx, id, e.desk.Withdrawals()[0].ID, "test"); err == nil {
+		t.Fatal("resolved to a request another withdrawal holds")
 	}
 }

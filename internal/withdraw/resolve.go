@@ -81,7 +81,10 @@ func (r *Rebalancer) Resolve(ctx context.Context, id int64, deskID, by string) e
 	}
 	// The operator says this request is ours: what the desk reports of it
 	// must be what we asked for, or it is a substitution (SPEC 5.3).
-	if err := r.checkDetails(ctx, w, *found); err != nil {
+	if handled, err := r.checkDetails(ctx, w, *found); err != nil {
+		if handled {
+			return err
+		}
 		return fmt.Errorf("%w; treasuryd is paused (reason %s) until an operator resumes", err, ReasonMismatch)
 	}
 	if err := r.store.UpdateWithdrawal(ctx, id, journal.WithdrawalSubmitted, deskID, "", ""); err != nil {

@@ -195,7 +195,10 @@ func (r *Rebalancer) unmatched(ctx context.Context, w journal.Withdrawal) error 
 // follow checks the desk's request of a submitted withdrawal against its
 // intent (a difference pauses treasuryd), then records its status.
 func (r *Rebalancer) follow(ctx context.Context, w journal.Withdrawal, req astra.WithdrawalRequest) error {
-	mismatch := r.checkDetails(ctx, w, req)
+	handled, mismatch := r.checkDetails(ctx, w, req)
+	if handled {
+		mismatch = nil // paused once already; an operator resumed since
+	}
 	if req.Status == w.DeskStatus {
 		return mismatch
 	}
