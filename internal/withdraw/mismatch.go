@@ -96,7 +96,7 @@ func (r *Rebalancer) mismatch(ctx context.Context, w journal.Withdrawal, req ast
 	}
 	r.log.Error("withdrawal_mismatch: the desk reports a withdrawal of ours with other details than its intent; pausing",
 		fields...)
-	r.m.Withdrawals.WithLabelValues(w.Rule, ReasonMismatch).Inc()
+	r.m.Withdrawals.WithLabelValues(w.Rule, statusMismatch).Inc()
 	var errs []error
 	if r.halt == nil {
 		errs = append(errs, errors.New("withdraw: no pause switch to engage"))
