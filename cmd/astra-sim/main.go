@@ -53,6 +53,7 @@ func run(args []string) int {
 	fs.Float64Var(&f.AcceptBlackhole, "accept-blackhole", 0, "per accept: probability that it takes effect and never answers")
 	fs.Float64Var(&f.WithdrawBlackhole, "withdraw-blackhole", 0, "per withdrawal POST: probability that it is created and never answers")
 	fs.Float64Var(&f.WithdrawFail, "withdraw-fail", 0, "per withdrawal: probability that it ends as failed")
+	fs.Float64Var(&f.WithdrawSubstitute, "withdraw-substitute", 0, "per withdrawal POST: probability that the desk books it to another address")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -77,7 +78,8 @@ func run(args []string) int {
 	}
 	for name, p := range map[string]float64{"stream-drop": f.StreamDrop, "stream-stall": f.StreamStall,
 		"malformed-frame": f.MalformedFrame, "rest-5xx": f.REST5xx, "rest-429": f.REST429,
-		"accept-blackhole": f.AcceptBlackhole, "withdraw-blackhole": f.WithdrawBlackhole, "withdraw-fail": f.WithdrawFail} {
+		"accept-blackhole": f.AcceptBlackhole, "withdraw-blackhole": f.WithdrawBlackhole, "withdraw-fail": f.WithdrawFail,
+		"withdraw-substitute": f.WithdrawSubstitute} {
 		if p < 0 || p > 1 {
 			fmt.Fprintf(os.Stderr, "astra-sim: -%s: %v is not a probability in 0..1\n", name, p)
 			return 2

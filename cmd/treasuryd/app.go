@@ -57,12 +57,15 @@ func appOptions(p *config.Policy, up upstream, path, apiKey string, log *zap.Log
 			},
 			func() compliance.Endpoints { return compliance.Endpoints{Override: up.chainRPC} },
 			func() operator.Config {
-				return operator.Config{Listen: p.HTTP.Listen, AdminToken: p.AdminToken()}
+				return operator.Config{Listen: p.HTTP.Listen, AdminListen: p.HTTP.AdminListen, AdminToken: p.AdminToken()}
 			},
 			fx.Annotate(func(g compliance.Opener) compliance.Opener { return g },
 				fx.As(new(strategy.Gate)), fx.As(new(withdraw.Gate))),
 			fx.Annotate(func(s *operator.Switch) *operator.Switch { return s },
-				fx.As(new(strategy.Pauser)), fx.As(new(withdraw.Pauser))),
+				fx.As(new(strategy.Pauser)), fx.As(new(withdraw.Pauser)), fx.As(new(withdraw.Halter))),
+			// The reconciliation's sightings of a withdrawal_mismatch go
+			// where the rebalancer's own go.
+			func(rb *withdraw.Rebalancer) ledger.MismatchHandler { return rb.Mismatch },
 			statusSources,
 		),
 		metrics.Module,

@@ -281,6 +281,11 @@ func TestBadFieldFailsItsRecordAfterEarlierRecordsDelivered(t *testing.T) {
 		{"absent amount", `{"displayId":"t2","createdAt":"2024-01-15T10:30:00Z"}`, []string{"index 2", `"t2"`, "amount is missing"}},
 		{"object amount", `{"displayId":"t2","amount":{"v":1},"createdAt":"2024-01-15T10:30:00Z"}`, []string{"index 2", `"t2"`, `amount {"v":1} is not a decimal`}},
 		{"NaN amount", `{"displayId":"t2","amount":"NaN","createdAt":"2024-01-15T10:30:00Z"}`, []string{"index 2", `"t2"`, `amount "NaN"`}},
+		{"amount text over the bound", `{"displayId":"t2","amount":"1` + strings.Repeat("0", 100) + `","createdAt":"2024-01-15T10:30:00Z"}`, []string{"index 2", `"t2"`, "amount", "101 characters long; a decimal has at most 100"}},
+		{"amount number over the bound", `{"displayId":"t2","amount":1` + strings.Repeat("0", 200000) + `,"createdAt":"2024-01-15T10:30:00Z"}`, []string{"index 2", `"t2"`, "amount", "200001 characters long"}},
+		{"amount exponent far too small", `{"displayId":"t2","amount":"1e-5000","createdAt":"2024-01-15T10:30:00Z"}`, []string{"index 2", `"t2"`, `amount "1e-5000" is out of range`}},
+		{"amount exponent far too large", `{"displayId":"t2","amount":1e5000,"createdAt":"2024-01-15T10:30:00Z"}`, []string{"index 2", `"t2"`, "amount 1e5000 is out of range"}},
+		{"amount with too many decimals", `{"displayId":"t2","amount":"0.` + strings.Repeat("0", 70) + `1","createdAt":"2024-01-15T10:30:00Z"}`, []string{"index 2", `"t2"`, "out of range"}},
 		{"bad timestamp", `{"displayId":"t2","amount":"1","createdAt":"15/01/2024"}`, []string{"index 2", `"t2"`, `createdAt "15/01/2024"`}},
 		{"symbol of the wrong kind", `{"displayId":"t2","amount":"1","symbol":7,"createdAt":"2024-01-15T10:30:00Z"}`, []string{"index 2", `"t2"`, "symbol"}},
 	}

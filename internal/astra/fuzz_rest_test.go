@@ -97,7 +97,15 @@ func fzDecimal(raw json.RawMessage) (decimal.Decimal, bool) {
 	default:
 		return decimal.Decimal{}, false
 	}
+	// The client's bounds (wire.go): at most 100 characters, an exponent
+	// within ±64; beyond them an amount must be refused, not delivered.
+	if len(text) > 100 {
+		return decimal.Decimal{}, false
+	}
 	d, err := decimal.NewFromString(text)
+	if err == nil && (d.Exponent() < -64 || d.Exponent() > 64) {
+		return decimal.Decimal{}, false
+	}
 	return d, err == nil
 }
 
@@ -333,6 +341,9 @@ func FuzzTransactions(f *testing.F) {
 
 func FuzzWithdrawalRequests(f *testing.F) {
 	fzSeed(f, "withdrawal_requests.json", `[]`, badAmountList,
+		`[{"id":"1","amount":"1`+strings.Repeat("0", 120)+`","status":"sent","createdAt":"2024-01-15T10:30:00Z"}]`,
+		`[{"id":"1","amount":1e-99999,"status":"sent","createdAt":"2024-01-15T10:30:00Z"}]`,
+		`[{"id":"1","amount":"`+strings.Repeat("9", 100)+`","status":"sent","createdAt":"2024-01-15T10:30:00Z"}]`,
 		`[{"id":1,"amount":"0.5","status":"failed","error":"x","createdAt":"2024-01-15T10:30:00Z","updatedAt":""}]`)
 	d, c := fzStart(f)
 	f.Fuzz(func(t *testing.T, body []byte) {

@@ -320,6 +320,8 @@ func FuzzDecodeQuoteFrame(f *testing.F) {
 	f.Add([]byte(sampleFrame))
 	f.Add([]byte(frame("quoteId", `"q\u002D1"`)))
 	f.Add([]byte(frame("toAssetQuantity", `1.5e-3`)))
+	f.Add([]byte(frame("toAssetQuantity", "1"+strings.Repeat("0", 200))))
+	f.Add([]byte(frame("fromAssetQuantity", `1e-5000`)))
 	f.Add([]byte(`{"quote":{}}`))
 	f.Add([]byte(`{"x":[{"y":null}],"quote":{"quoteId":"a"}}`))
 	f.Fuzz(func(t *testing.T, data []byte) {

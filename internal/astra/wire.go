@@ -72,13 +72,25 @@ func (t jsonText) shown() string {
 }
 
 // decimalField parses a required decimal: a decimal string, or a JSON number
-// read from its literal.
+// read from its literal. It holds REST amounts to the quote frame's bounds
+// (quote.go): text of at most maxNumberLen characters, so that a hostile
+// literal of a megabyte of digits is refused before big-number parsing
+// costs seconds of CPU, and an exponent within ±maxExponent, so that
+// "1e-5000" (seven characters, which the decimal package accepts) cannot
+// make every later comparison rescale to five thousand digits.
 func decimalField(name string, t jsonText) (decimal.Decimal, error) {
 	switch t.kind {
 	case textAbsent:
 		return decimal.Decimal{}, fmt.Errorf("%s is missing", name)
 	case textString, textNumber:
+		if len(t.s) > maxNumberLen {
+			return decimal.Decimal{}, fmt.Errorf("%s %s is %d characters long; a decimal has at most %d",
+				name, t.shown(), len(t.s), maxNumberLen)
+		}
 		if d, err := decimal.NewFromString(t.s); err == nil {
+			if e := d.Exponent(); e < -maxExponent || e > maxExponent {
+				return decimal.Decimal{}, fmt.Errorf("%s %s is out of range (exponent %d beyond ±%d)", name, t.shown(), e, maxExponent)
+			}
 			return d, nil
 		}
 	}

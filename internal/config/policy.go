@@ -54,7 +54,10 @@ type State struct {
 
 // HTTP is the operator surface.
 type HTTP struct {
-	Listen        string // default ":8080"
+	Listen string // default ":8080"
+	// AdminListen, when set, is the only listener serving the admin routes
+	// (/pause, /resume, /withdrawals/{id}/resolve); Listen then has none.
+	AdminListen   string
 	AdminTokenEnv string // default "TREASURYD_ADMIN_TOKEN"
 }
 

@@ -59,7 +59,7 @@ func (c *checker) policy(root *yaml.Node) *Policy {
 	p.Astra = c.astra(s.sub("astra", "base_url", "ws_url", "api_key_env", "api_key_file", "request_timeout", "stream_stale_after"), p.Sandbox != nil)
 	p.Astral = c.astral(s.sub("astral", "base_url", "request_timeout"))
 	p.State = c.state(s.sub("state", "path", "quote_retention"))
-	p.HTTP = c.http(s.sub("http", "listen", "admin_token_env"))
+	p.HTTP = c.http(s.sub("http", "listen", "admin_listen", "admin_token_env"))
 	p.DryRun = s.boolean("dry_run")
 	p.ShutdownTimeout = s.duration("shutdown_timeout", DefaultShutdownTimeout, positive)
 	cs := s.sub("compliance", "enabled", "subject", "chains", "trusted_provers",
@@ -154,13 +154,18 @@ func (c *checker) state(s *section) State {
 func (c *checker) http(s *section) HTTP {
 	h := HTTP{
 		Listen:        s.strOr("listen", DefaultListen),
+		AdminListen:   s.str("admin_listen"),
 		AdminTokenEnv: s.strOr("admin_token_env", DefaultAdminTokenEnv),
 	}
-	if s.has("listen") && h.Listen != "" {
-		path, line := s.at("listen")
-		_, port, err := net.SplitHostPort(h.Listen)
+	for _, kv := range [][2]string{{"listen", h.Listen}, {"admin_listen", h.AdminListen}} {
+		key, addr := kv[0], kv[1]
+		if !s.has(key) || addr == "" {
+			continue
+		}
+		path, line := s.at(key)
+		_, port, err := net.SplitHostPort(addr)
 		if n, perr := strconv.Atoi(port); err != nil || perr != nil || n < 0 || n > 65535 {
-			c.addf(path, line, "%q is not host:port (e.g. \":8080\", \"127.0.0.1:8080\")", h.Listen)
+			c.addf(path, line, "%q is not host:port (e.g. \":8080\", \"127.0.0.1:8080\")", addr)
 		}
 	}
 	if s.has("admin_token_env") && h.AdminTokenEnv != "" {

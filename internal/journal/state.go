@@ -8,7 +8,15 @@ import (
 	"time"
 )
 
-const settingPaused = "paused"
+const (
+	settingPaused = "paused"
+	// settingPauseReason holds why the pause flag was last set: "operator",
+	// or the reason treasuryd paused itself (e.g. "withdrawal_mismatch").
+	settingPauseReason = "pause_reason"
+	// mismatchPrefix keys the settings rows that record a withdrawal whose
+	// details at the desk differed from its intent: "withdrawal_mismatch:<id>".
+	mismatchPrefix = "withdrawal_mismatch:"
+)
 
 // Paused reads the persisted pause flag (false when never set).
 func (j *Journal) Paused(ctx context.Context) (bool, error) {
@@ -45,21 +53,79 @@ func (j *Journal) PauseState(ctx context.Context) (paused bool, by string, at ti
 	return paused, by, fromNanos(atN), nil
 }
 
-// SetPaused persists the pause flag (flushed to disk).
+// SetPaused persists the pause flag (flushed to disk) with no reason.
 func (j *Journal) SetPaused(ctx context.Context, paused bool, by string) error {
+	return j.SetPause(ctx, paused, by, "")
+}
+
+// SetPause persists the pause flag with who set it and why, in one
+// transaction flushed to disk.
+func (j *Journal) SetPause(ctx context.Context, paused bool, by, reason string) error {
 	value := "0"
 	if paused {
 		value = "1"
 	}
 	now := time.Now().UnixNano()
-	err := j.write(ctx, j.full, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO settings (key, value, updated_by, updated_at) VALUES (?, ?, ?, ?)
+	const upsert = `INSERT INTO settings (key, value, updated_by, updated_at) VALUES (?, ?, ?, ?)
 			ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_by = excluded.updated_by,
-				updated_at = excluded.updated_at`, settingPaused, value, by, now)
+				updated_at = excluded.updated_at`
+	err := j.write(ctx, j.full, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, upsert, settingPaused, value, by, now); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, upsert, settingPauseReason, reason, by, now)
 		return err
 	})
 	if err != nil {
 		return fmt.Errorf("journal: set pause flag: %w", err)
+	}
+	return nil
+}
+
+// PauseReason reads why the pause flag was last set ("" when never set or
+// set without a reason).
+func (j *Journal) PauseReason(ctx context.Context) (string, error) {
+	db, err := j.reader()
+	if err != nil {
+		return "", err
+	}
+	var reason string
+	err = db.QueryRowContext(ctx, `SELECT value FROM settings WHERE key = ?`, settingPauseReason).Scan(&reason)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("journal: read pause reason: %w", err)
+	}
+	return reason, nil
+}
+
+// MismatchRecorded reports whether a withdrawal_mismatch was recorded for
+// the withdrawal with journal id id.
+func (j *Journal) MismatchRecorded(ctx context.Context, id int64) (bool, error) {
+	db, err := j.reader()
+	if err != nil {
+		return false, err
+	}
+	var n int
+	err = db.QueryRowContext(ctx, `SELECT COUNT(*) FROM settings WHERE key = ?`, fmt.Sprint(mismatchPrefix, id)).Scan(&n)
+	if err != nil {
+		return false, fmt.Errorf("journal: read withdrawal mismatch %d: %w", id, err)
+	}
+	return n > 0, nil
+}
+
+// RecordMismatch records (flushed to disk) that the desk reported the
+// withdrawal with journal id id with details that differ from its intent;
+// detail says how. Recording it again keeps the first record.
+func (j *Journal) RecordMismatch(ctx context.Context, id int64, detail string) error {
+	err := j.write(ctx, j.full, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO settings (key, value, updated_by, updated_at) VALUES (?, ?, 'treasuryd', ?)
+			ON CONFLICT (key) DO NOTHING`, fmt.Sprint(mismatchPrefix, id), detail, time.Now().UnixNano())
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("journal: record withdrawal mismatch %d: %w", id, err)
 	}
 	return nil
 }

@@ -28,7 +28,8 @@ type In struct {
 	Desk      *astra.Client
 	Journal   *journal.Journal
 	Reloader  *config.Reloader
-	Floor     *Floor `optional:"true"`
+	Floor     *Floor          `optional:"true"`
+	Mismatch  MismatchHandler `optional:"true"`
 }
 
 // Module provides the Reconciler, scheduled on reconcile.schedule between
@@ -51,6 +52,7 @@ var Module = fx.Module("ledger",
 			Log: log.Named("ledger"), Metrics: m, Desk: c, Journal: j, Epoch: epoch,
 			Tolerance: func() decimal.Decimal { return r.Current().Reconcile.Tolerance },
 			Schedule:  r.Current().Reconcile.Schedule,
+			Mismatch:  in.Mismatch,
 		})
 		lc.Append(fx.StartStopHook(rec.Start, rec.Stop))
 		return rec

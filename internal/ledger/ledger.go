@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -22,6 +23,7 @@ import (
 	"treasuryd/internal/astra"
 	"treasuryd/internal/journal"
 	"treasuryd/internal/metrics"
+	"treasuryd/internal/withdraw"
 )
 
 // Desk is what the reconciliation reads from the desk (*astra.Client).
@@ -80,7 +82,14 @@ type Deps struct {
 	Now      func() time.Time
 	// Progress, when set, is called every few thousand transactions read.
 	Progress func(transactions int64)
+	// Mismatch, when set, is told of every withdrawal of ours the desk
+	// reports with other details than its intent (the daemon pauses on it).
+	Mismatch MismatchHandler
 }
+
+// MismatchHandler handles a withdrawal_mismatch: w is the journaled intent,
+// req what the desk reports of it.
+type MismatchHandler func(ctx context.Context, w journal.Withdrawal, req astra.WithdrawalRequest) error
 
 // Reconciler runs reconciliations, on demand and on a schedule.
 type Reconciler struct {
@@ -617,9 +626,18 @@ func (r *Reconciler) matchWithdrawals(ctx context.Context, rep *Report, since, e
 	}
 	seen := map[string]bool{}
 	for _, d := range desk {
-		_, ours := byDeskID[d.ID]
+		w, ours := byDeskID[d.ID]
 		if ours {
 			seen[d.ID] = true
+			if diff := withdraw.Differences(w, d); diff != nil {
+				rep.Breaks = append(rep.Breaks, Break{Kind: WithdrawalMismatch, Asset: w.Asset, Ref: d.ID,
+					Detail: fmt.Sprintf("journaled withdrawal %d (rule %s) is desk request %s with %s", w.ID, w.Rule, d.ID, strings.Join(diff, ", "))})
+				if r.d.Mismatch != nil {
+					if err := r.d.Mismatch(ctx, w, d); err != nil {
+						r.d.Log.Error("withdrawal_mismatch not handled", zap.Int64("withdrawal", w.ID), zap.Error(err))
+					}
+				}
+			}
 		}
 		if d.Status == astra.StatusFailed && now.Sub(d.UpdatedAt) < failedWindow && (ours || !d.CreatedAt.Before(epoch)) {
 			rep.Breaks = append(rep.Breaks, Break{Kind: FailedWithdrawal, Asset: d.Symbol, Ref: d.ID,

@@ -240,6 +240,14 @@ func TestReconcileFindsEachBreakKind(t *testing.T) {
 			f.clock.Advance(10 * time.Second)
 		}, ledger.FailedWithdrawal},
 		{"transaction booked twice", func(t *testing.T, f *fixture) { f.desk.DuplicateTransaction() }, ledger.DuplicateTransaction},
+		{"withdrawal of ours booked to another address", func(t *testing.T, f *fixture) {
+			f.desk.SubstituteNextWithdrawals(1, sim.Substitution{Address: sim.SubstituteAddress})
+			f.withdraw(t, "0.2")
+		}, ledger.WithdrawalMismatch},
+		{"withdrawal of ours booked with another amount", func(t *testing.T, f *fixture) {
+			f.desk.SubstituteNextWithdrawals(1, sim.Substitution{Amount: dec("0.3")})
+			f.withdraw(t, "0.2")
+		}, ledger.WithdrawalMismatch},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -19,11 +19,14 @@ const (
 	UnexpectedWithdrawal = "unexpected_withdrawal" // a withdrawal treasuryd did not create: a security signal
 	FailedWithdrawal     = "failed_withdrawal"
 	DuplicateTransaction = "duplicate_transaction"
+	// WithdrawalMismatch: a withdrawal of ours whose symbol, amount, network
+	// or address at the desk differ from its intent (a substitution).
+	WithdrawalMismatch = "withdrawal_mismatch"
 )
 
 // Kinds lists every break kind, so metrics can report zeros too.
 var Kinds = []string{BalanceDrift, MissingTrade, UnexpectedTrade, MissingWithdrawal,
-	UnexpectedWithdrawal, FailedWithdrawal, DuplicateTransaction}
+	UnexpectedWithdrawal, FailedWithdrawal, DuplicateTransaction, WithdrawalMismatch}
 
 // Break is one disagreement between the desk and itself or the journal.
 type Break struct {

@@ -56,6 +56,8 @@ type Metrics struct {
 	ComplianceProofAge prometheus.Gauge
 
 	Paused prometheus.Gauge
+	// AdminAuthFailures counts refused admin attempts (no or wrong token).
+	AdminAuthFailures prometheus.Counter
 
 	APIRequests        *prometheus.CounterVec   // api, endpoint, code
 	APIRequestDuration *prometheus.HistogramVec // api, endpoint
@@ -127,6 +129,8 @@ func New(version string) *Metrics {
 
 		Paused: f.NewGauge(prometheus.GaugeOpts{Name: "treasuryd_paused",
 			Help: "1 while the kill switch is engaged."}),
+		AdminAuthFailures: f.NewCounter(prometheus.CounterOpts{Name: "treasuryd_admin_auth_failures_total",
+			Help: "Admin requests refused for a missing or wrong bearer token."}),
 
 		APIRequests: f.NewCounterVec(prometheus.CounterOpts{Name: "treasuryd_api_requests_total",
 			Help: "Upstream API requests by api, route template and status code."}, []string{"api", "endpoint", "code"}),

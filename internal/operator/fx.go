@@ -12,8 +12,9 @@ import (
 // anything that consults it starts) and the HTTP server (listening between
 // OnStart and OnStop). Config and Sources are supplied by the app.
 var Module = fx.Module("operator",
-	fx.Provide(func(lc fx.Lifecycle, j *journal.Journal, m *metrics.Metrics) *Switch {
+	fx.Provide(func(lc fx.Lifecycle, j *journal.Journal, m *metrics.Metrics, log *zap.Logger) *Switch {
 		s := NewSwitch(j, m)
+		s.SetLogger(log.Named("pause"))
 		lc.Append(fx.Hook{OnStart: s.Load})
 		return s
 	}),

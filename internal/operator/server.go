@@ -5,19 +5,23 @@ package operator
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
+	"golang.org/x/time/rate"
 
 	"treasuryd/internal/metrics"
 )
@@ -39,9 +43,38 @@ type Sources struct {
 
 // Config is the server's slice of the policy.
 type Config struct {
-	Listen     string
-	AdminToken string // "" disables /pause and /resume
+	Listen string
+	// AdminListen, when set, is the only address serving the admin routes;
+	// Listen then serves none of them.
+	AdminListen string
+	AdminToken  string // "" disables the admin routes
 }
+
+// Timeouts of both listeners. Every request treasuryd serves is small and
+// answered from memory, so anything slower is a stuck or hostile client
+// holding a connection (and a goroutine) open.
+const (
+	// readHeaderTimeout: request headers fit in one packet; a client still
+	// sending them after this is a slowloris.
+	readHeaderTimeout = 5 * time.Second
+	// readTimeout: headers plus a body of at most a few KiB (the admin
+	// routes read 4 KiB at most).
+	readTimeout = 10 * time.Second
+	// writeTimeout: /metrics and /status are built in milliseconds; this
+	// leaves a slow scraper on a bad link room to read them.
+	writeTimeout = 30 * time.Second
+	// idleTimeout: above a Prometheus scrape interval (15s to 30s), so a
+	// scraper's keep-alive connection is reused rather than re-dialled.
+	idleTimeout = 90 * time.Second
+)
+
+// Refused admin attempts are logged at most authLogBurst at once and then
+// one per authLogEvery: an attacker hammering the admin port must not flood
+// the logs (the counter still counts every one).
+const (
+	authLogEvery = 10 * time.Second
+	authLogBurst = 5
+)
 
 // Server serves the operator routes.
 type Server struct {
@@ -51,71 +84,125 @@ type Server struct {
 	pause   *Switch
 	src     Sources
 
-	mu   sync.Mutex
-	srv  *http.Server
-	addr string
-	done chan struct{}
+	authLog        *rate.Limiter
+	authSuppressed atomic.Int64 // refused attempts not logged since the last one logged
+
+	mu        sync.Mutex
+	srvs      []*http.Server
+	addr      string
+	adminAddr string
+	done      []chan struct{}
 }
 
 // New builds the server; no I/O.
 func New(cfg Config, log *zap.Logger, m *metrics.Metrics, pause *Switch, src Sources) *Server {
-	return &Server{cfg: cfg, log: log, metrics: m, pause: pause, src: src}
+	return &Server{cfg: cfg, log: log, metrics: m, pause: pause, src: src,
+		authLog: rate.NewLimiter(rate.Every(authLogEvery), authLogBurst)}
 }
 
-// Handler is the route table (also used by tests without a listener).
+// Handler is the route table of http.listen (also used by tests without a
+// listener): with http.admin_listen set it holds no admin route.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.Registry, promhttp.HandlerOpts{Registry: s.metrics.Registry}))
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.HandleFunc("GET /readyz", s.readyz)
 	mux.HandleFunc("GET /status", s.status)
-	mux.HandleFunc("POST /pause", s.admin(true))
-	mux.HandleFunc("POST /resume", s.admin(false))
-	mux.HandleFunc("POST /withdrawals/{id}/resolve", s.resolve)
+	if s.cfg.AdminListen == "" {
+		s.adminRoutes(mux)
+	}
 	return mux
 }
 
-// Start listens and serves in the background.
+// AdminHandler is the route table of http.admin_listen: the admin routes
+// only.
+func (s *Server) AdminHandler() http.Handler {
+	mux := http.NewServeMux()
+	s.adminRoutes(mux)
+	return mux
+}
+
+func (s *Server) adminRoutes(mux *http.ServeMux) {
+	mux.HandleFunc("POST /pause", s.admin(true))
+	mux.HandleFunc("POST /resume", s.admin(false))
+	mux.HandleFunc("POST /withdrawals/{id}/resolve", s.resolve)
+}
+
+// newHTTPServer is an http.Server with the timeouts above.
+func newHTTPServer(h http.Handler) *http.Server {
+	return &http.Server{Handler: h, ReadHeaderTimeout: readHeaderTimeout, ReadTimeout: readTimeout,
+		WriteTimeout: writeTimeout, IdleTimeout: idleTimeout}
+}
+
+// Start listens on http.listen (and http.admin_listen when set) and serves
+// in the background.
 func (s *Server) Start(ctx context.Context) error {
 	ln, err := net.Listen("tcp", s.cfg.Listen)
 	if err != nil {
 		return err
 	}
-	s.mu.Lock()
-	s.srv = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 5 * time.Second}
-	s.addr = ln.Addr().String()
-	s.done = make(chan struct{})
-	srv, done := s.srv, s.done
-	s.mu.Unlock()
-	go func() {
-		defer close(done)
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			s.log.Error("http server stopped", zap.Error(err))
+	var adminLn net.Listener
+	if s.cfg.AdminListen != "" {
+		if adminLn, err = net.Listen("tcp", s.cfg.AdminListen); err != nil {
+			ln.Close()
+			return fmt.Errorf("admin listener: %w", err)
 		}
-	}()
-	s.log.Info("http listening", zap.String("addr", s.addr))
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.addr = ln.Addr().String()
+	s.serve(newHTTPServer(s.Handler()), ln)
+	s.log.Info("http listening", zap.String("addr", s.addr), zap.Bool("admin_routes", adminLn == nil))
+	if adminLn != nil {
+		s.adminAddr = adminLn.Addr().String()
+		s.serve(newHTTPServer(s.AdminHandler()), adminLn)
+		s.log.Info("admin http listening", zap.String("addr", s.adminAddr))
+	}
 	return nil
 }
 
-// Addr is the bound address once started.
+// serve runs srv on ln in the background. Called with s.mu held.
+func (s *Server) serve(srv *http.Server, ln net.Listener) {
+	done := make(chan struct{})
+	s.srvs = append(s.srvs, srv)
+	s.done = append(s.done, done)
+	go func() {
+		defer close(done)
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("http server stopped", zap.String("addr", ln.Addr().String()), zap.Error(err))
+		}
+	}()
+}
+
+// Addr is the bound address of http.listen once started.
 func (s *Server) Addr() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.addr
 }
 
-// Stop shuts the server down; safe twice.
+// AdminAddr is the bound address of http.admin_listen once started ("" when
+// not set).
+func (s *Server) AdminAddr() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.adminAddr
+}
+
+// Stop shuts the servers down; safe twice.
 func (s *Server) Stop(ctx context.Context) error {
 	s.mu.Lock()
-	srv, done := s.srv, s.done
-	s.srv = nil
+	srvs, done := s.srvs, s.done
+	s.srvs, s.done = nil, nil
 	s.mu.Unlock()
-	if srv == nil {
-		return nil
+	var errs []error
+	for _, srv := range srvs {
+		errs = append(errs, srv.Shutdown(ctx))
 	}
-	err := srv.Shutdown(ctx)
-	<-done
-	return err
+	for _, d := range done {
+		<-d
+	}
+	return errors.Join(errs...)
 }
 
 func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
@@ -151,6 +238,7 @@ func (s *Server) status(w http.ResponseWriter, _ *http.Request) {
 	body := map[string]any{
 		"time":           time.Now().UTC().Format(time.RFC3339Nano),
 		"paused":         s.pause.Paused(),
+		"pause_reason":   s.pause.Reason(),
 		"programs":       call(s.src.Programs),
 		"compliance":     call(s.src.Compliance),
 		"withdrawals":    call(s.src.Withdrawals),
@@ -168,16 +256,37 @@ func (s *Server) status(w http.ResponseWriter, _ *http.Request) {
 // fails. The token is compared in constant time and never logged.
 func (s *Server) authorized(w http.ResponseWriter, r *http.Request) bool {
 	if s.cfg.AdminToken == "" {
+		s.refused(r, "no admin token is configured")
 		http.Error(w, "admin endpoints are disabled: no admin token is configured", http.StatusForbidden)
 		return false
 	}
 	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(s.cfg.AdminToken)) != 1 {
+	// Compared as SHA-256 digests in constant time: the time taken depends
+	// neither on where the two differ nor on their lengths.
+	gotSum, wantSum := sha256.Sum256([]byte(got)), sha256.Sum256([]byte(s.cfg.AdminToken))
+	if !ok || subtle.ConstantTimeCompare(gotSum[:], wantSum[:]) != 1 {
+		why := "wrong bearer token"
+		if !ok {
+			why = "no bearer token"
+		}
+		s.refused(r, why)
 		w.Header().Set("WWW-Authenticate", `Bearer realm="treasuryd"`)
 		http.Error(w, "unauthorized", http.StatusUnauthorized)
 		return false
 	}
 	return true
+}
+
+// refused counts a refused admin attempt and logs it at a limited rate,
+// with what it tried and from where; never the header it sent.
+func (s *Server) refused(r *http.Request, why string) {
+	s.metrics.AdminAuthFailures.Inc()
+	if !s.authLog.Allow() {
+		s.authSuppressed.Add(1)
+		return
+	}
+	s.log.Warn("admin request refused", zap.String("reason", why), zap.String("remote", r.RemoteAddr),
+		zap.String("route", r.Pattern), zap.Int64("suppressed_since_last", s.authSuppressed.Swap(0)))
 }
 
 // resolve serves POST /withdrawals/{id}/resolve: {"desk_id": "..."} when the

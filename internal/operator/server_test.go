@@ -19,6 +19,7 @@ import (
 type memStore struct {
 	mu     sync.Mutex
 	paused bool
+	reason string
 	fail   bool
 }
 
@@ -28,17 +29,23 @@ func (m *memStore) Paused(context.Context) (bool, error) {
 	return m.paused, nil
 }
 
-func (m *memStore) SetPaused(_ context.Context, p bool, _ string) error {
+func (m *memStore) PauseReason(context.Context) (string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.reason, nil
+}
+
+func (m *memStore) SetPause(_ context.Context, p bool, _, reason string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.fail {
 		return errors.New("disk full")
 	}
-	m.paused = p
+	m.paused, m.reason = p, reason
 	return nil
 }
 
-const token = "s3cret-admin-token"
+const token = "s3cret-admin-token-7f3a9c21e4"
 
 type resolved struct {
 	id     int64
@@ -155,5 +162,41 @@ func TestResolveWithdrawalValidatesItsRequest(t *testing.T) {
 				t.Fatalf("resolver calls %+v, want %+v", *calls, tt.call)
 			}
 		})
+	}
+}
+
+func TestHaltPausesWithItsReasonAndOnlyResumeClearsIt(t *testing.T) {
+	store := &memStore{}
+	sw := operator.NewSwitch(store, metrics.New("test"))
+	if err := sw.Load(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := sw.Halt(context.Background(), "withdrawal_mismatch"); err != nil {
+		t.Fatal(err)
+	}
+	if !sw.Paused() || sw.Reason() != "withdrawal_mismatch" || !store.paused || store.reason != "withdrawal_mismatch" {
+		t.Fatalf("after Halt: paused %v reason %q; persisted %v %q", sw.Paused(), sw.Reason(), store.paused, store.reason)
+	}
+	// An operator's pause on top keeps the reason; a resume clears both.
+	if err := sw.Set(context.Background(), true, "http x"); err != nil || sw.Reason() != "withdrawal_mismatch" {
+		t.Fatalf("pause on top: %v, reason %q", err, sw.Reason())
+	}
+	if err := sw.Set(context.Background(), false, "http x"); err != nil || sw.Paused() || sw.Reason() != "" || store.reason != "" {
+		t.Fatalf("resume: %v, paused %v, reason %q, persisted reason %q", err, sw.Paused(), sw.Reason(), store.reason)
+	}
+}
+
+func TestHaltFailsClosedWhenTheJournalCannotPersistIt(t *testing.T) {
+	store := &memStore{}
+	sw := operator.NewSwitch(store, metrics.New("test"))
+	if err := sw.Load(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	store.fail = true
+	if err := sw.Halt(context.Background(), "withdrawal_mismatch"); err == nil {
+		t.Fatal("Halt reported success although the journal refused the write")
+	}
+	if !sw.Paused() {
+		t.Fatal("not paused in memory after a failed persist: a self-pause must fail closed")
 	}
 }

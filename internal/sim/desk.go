@@ -160,6 +160,7 @@ type Desk struct {
 	blackholeAcc int
 	blackholeWd  int
 	failWd       []string
+	substWd      []Substitution
 	failREST     int
 	failStatus   int
 	malformNext  int

@@ -119,6 +119,13 @@ func (d *Desk) controlRoutes(mux *http.ServeMux) {
 	post("blackhole-accepts", func(q controlRequest) (any, string) { d.BlackholeNextAccepts(q.N); return nil, "" })
 	post("blackhole-withdrawals", func(q controlRequest) (any, string) { d.BlackholeNextWithdrawals(q.N); return nil, "" })
 	post("fail-withdrawals", func(q controlRequest) (any, string) { d.FailNextWithdrawals(q.N, q.Message); return nil, "" })
+	post("substitute-withdrawals", func(q controlRequest) (any, string) {
+		if q.N <= 0 || q.Amount.IsNegative() {
+			return nil, "a positive n is required (and an amount, if any, must be positive)"
+		}
+		d.SubstituteNextWithdrawals(q.N, Substitution{Address: q.Address, Amount: q.Amount})
+		return nil, ""
+	})
 	post("fail-rest", func(q controlRequest) (any, string) {
 		if q.Status < 400 || q.Status > 599 {
 			return nil, "status must be 4xx or 5xx"

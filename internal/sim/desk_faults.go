@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"time"
+
+	"github.com/shopspring/decimal"
 )
 
 // Faults are the desk's random faults. Probabilities are 0..1 and drawn from
@@ -20,22 +22,39 @@ type Faults struct {
 	AcceptBlackhole   float64       // per accept: it takes effect, then the handler never answers
 	WithdrawBlackhole float64       // per withdrawal POST: it is created, then no answer
 	WithdrawFail      float64       // per withdrawal: it ends as failed with an error message
+	// WithdrawSubstitute, per withdrawal POST: the desk books (and from then
+	// on reports) the request to SubstituteAddress instead of the address
+	// asked for — a compromised desk or a tampered request.
+	WithdrawSubstitute float64
+}
+
+// SubstituteAddress is where a substituted withdrawal goes when no address
+// is given: not on any allowlist.
+const SubstituteAddress = "bc1qsimulatedattackeraddress0000000000000000"
+
+// Substitution is how the desk changes a withdrawal it was asked for: a
+// non-empty Address replaces the address, a non-zero Amount the amount. The
+// request is booked and reported that way: it is what the desk did.
+type Substitution struct {
+	Address string
+	Amount  decimal.Decimal
 }
 
 // faultsJSON is Faults on the /_sim/ test API: durations as Go duration
 // strings ("10s").
 type faultsJSON struct {
-	StreamDrop        float64 `json:"streamDrop"`
-	StreamStall       float64 `json:"streamStall"`
-	StallFor          string  `json:"stallFor"`
-	MalformedFrame    float64 `json:"malformedFrame"`
-	RESTLatency       string  `json:"restLatency"`
-	REST5xx           float64 `json:"rest5xx"`
-	REST429           float64 `json:"rest429"`
-	RetryAfter        string  `json:"retryAfter"`
-	AcceptBlackhole   float64 `json:"acceptBlackhole"`
-	WithdrawBlackhole float64 `json:"withdrawBlackhole"`
-	WithdrawFail      float64 `json:"withdrawFail"`
+	StreamDrop         float64 `json:"streamDrop"`
+	StreamStall        float64 `json:"streamStall"`
+	StallFor           string  `json:"stallFor"`
+	MalformedFrame     float64 `json:"malformedFrame"`
+	RESTLatency        string  `json:"restLatency"`
+	REST5xx            float64 `json:"rest5xx"`
+	REST429            float64 `json:"rest429"`
+	RetryAfter         string  `json:"retryAfter"`
+	AcceptBlackhole    float64 `json:"acceptBlackhole"`
+	WithdrawBlackhole  float64 `json:"withdrawBlackhole"`
+	WithdrawFail       float64 `json:"withdrawFail"`
+	WithdrawSubstitute float64 `json:"withdrawSubstitute"`
 }
 
 // MarshalJSON writes f with camelCase names and durations as strings.
@@ -44,7 +63,7 @@ func (f Faults) MarshalJSON() ([]byte, error) {
 		StreamDrop: f.StreamDrop, StreamStall: f.StreamStall, StallFor: f.StallFor.String(),
 		MalformedFrame: f.MalformedFrame, RESTLatency: f.RESTLatency.String(), REST5xx: f.REST5xx,
 		REST429: f.REST429, RetryAfter: f.RetryAfter.String(), AcceptBlackhole: f.AcceptBlackhole,
-		WithdrawBlackhole: f.WithdrawBlackhole, WithdrawFail: f.WithdrawFail,
+		WithdrawBlackhole: f.WithdrawBlackhole, WithdrawFail: f.WithdrawFail, WithdrawSubstitute: f.WithdrawSubstitute,
 	})
 }
 
@@ -57,7 +76,7 @@ func (f *Faults) UnmarshalJSON(b []byte) error {
 	out := Faults{
 		StreamDrop: j.StreamDrop, StreamStall: j.StreamStall, MalformedFrame: j.MalformedFrame,
 		REST5xx: j.REST5xx, REST429: j.REST429, AcceptBlackhole: j.AcceptBlackhole,
-		WithdrawBlackhole: j.WithdrawBlackhole, WithdrawFail: j.WithdrawFail,
+		WithdrawBlackhole: j.WithdrawBlackhole, WithdrawFail: j.WithdrawFail, WithdrawSubstitute: j.WithdrawSubstitute,
 	}
 	for _, p := range []struct {
 		name string
@@ -75,7 +94,8 @@ func (f *Faults) UnmarshalJSON(b []byte) error {
 	}
 	for name, p := range map[string]float64{"streamDrop": out.StreamDrop, "streamStall": out.StreamStall,
 		"malformedFrame": out.MalformedFrame, "rest5xx": out.REST5xx, "rest429": out.REST429,
-		"acceptBlackhole": out.AcceptBlackhole, "withdrawBlackhole": out.WithdrawBlackhole, "withdrawFail": out.WithdrawFail} {
+		"acceptBlackhole": out.AcceptBlackhole, "withdrawBlackhole": out.WithdrawBlackhole, "withdrawFail": out.WithdrawFail,
+		"withdrawSubstitute": out.WithdrawSubstitute} {
 		if p < 0 || p > 1 {
 			return fmt.Errorf("%s: probability %v outside 0..1", name, p)
 		}
@@ -125,6 +145,20 @@ func (d *Desk) FailNextWithdrawals(n int, msg string) {
 	d.failWd = d.failWd[:0]
 	for range n {
 		d.failWd = append(d.failWd, msg)
+	}
+}
+
+// SubstituteNextWithdrawals makes the next n withdrawal POSTs create their
+// request changed by s (an empty s: to SubstituteAddress).
+func (d *Desk) SubstituteNextWithdrawals(n int, s Substitution) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if s.Address == "" && s.Amount.IsZero() {
+		s.Address = SubstituteAddress
+	}
+	d.substWd = d.substWd[:0]
+	for range n {
+		d.substWd = append(d.substWd, s)
 	}
 }
 

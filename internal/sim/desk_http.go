@@ -476,7 +476,20 @@ func (d *Desk) handleCreateWithdrawal(w http.ResponseWriter, r *http.Request) {
 	} else if f.WithdrawFail > 0 && d.rngFault.Float64() < f.WithdrawFail {
 		failMsg = "simulated withdrawal failure"
 	}
-	wd := d.withdrawLocked(body.InstrumentSymbol, amount, body.Network, body.Address, failMsg, d.now())
+	address := body.Address
+	if len(d.substWd) > 0 {
+		sub := d.substWd[0]
+		d.substWd = d.substWd[1:]
+		if sub.Address != "" {
+			address = sub.Address
+		}
+		if !sub.Amount.IsZero() {
+			amount = sub.Amount
+		}
+	} else if f.WithdrawSubstitute > 0 && d.rngFault.Float64() < f.WithdrawSubstitute {
+		address = SubstituteAddress
+	}
+	wd := d.withdrawLocked(body.InstrumentSymbol, amount, body.Network, address, failMsg, d.now())
 	bh := false
 	if d.blackholeWd > 0 {
 		d.blackholeWd--

@@ -460,6 +460,7 @@ type withdrawalWire struct {
 	ID          string  `json:"id"`
 	Status      string  `json:"status"`
 	Amount      string  `json:"amount"`
+	Address     string  `json:"address"`
 	Error       *string `json:"error"`
 	NetworkTxID *string `json:"networkTxId"`
 }

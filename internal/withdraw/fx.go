@@ -15,8 +15,8 @@ import (
 // started in OnStart, stopped in OnStop, following policy reloads.
 var Module = fx.Module("withdraw",
 	fx.Provide(func(lc fx.Lifecycle, log *zap.Logger, m *metrics.Metrics, c *astra.Client, j *journal.Journal,
-		g Gate, p Pauser, r *config.Reloader, e *strategy.Engine) *Rebalancer {
-		rb := New(Deps{Log: log.Named("withdraw"), Metrics: m, Desk: c, Journal: j, Gate: g, Pause: p, Policy: r.Current,
+		g Gate, p Pauser, h Halter, r *config.Reloader, e *strategy.Engine) *Rebalancer {
+		rb := New(Deps{Log: log.Named("withdraw"), Metrics: m, Desk: c, Journal: j, Gate: g, Pause: p, Halt: h, Policy: r.Current,
 			OnSend: e.Withdrawing})
 		r.Subscribe(func(_, next *config.Policy) { rb.Apply(next) })
 		lc.Append(fx.StartStopHook(rb.Start, rb.Stop))

@@ -33,6 +33,7 @@ const (
 	statusUnknown    = "unknown"
 	statusUnresolved = "unresolved"
 	statusDryRun     = "dry_run"
+	statusMismatch   = ReasonMismatch // the desk reports it with other details (mismatch.go)
 )
 
 // Actions recorded per rule in Status.

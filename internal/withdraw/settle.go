@@ -192,11 +192,21 @@ func (r *Rebalancer) unmatched(ctx context.Context, w journal.Withdrawal) error 
 	return nil
 }
 
-// follow records the desk's status of a submitted withdrawal.
+// follow checks the desk's request of a submitted withdrawal against its
+// intent (a difference pauses treasuryd), then records its status.
 func (r *Rebalancer) follow(ctx context.Context, w journal.Withdrawal, req astra.WithdrawalRequest) error {
-	if req.Status == w.DeskStatus {
-		return nil
+	handled, mismatch := r.checkDetails(ctx, w, req)
+	if handled {
+		mismatch = nil // paused once already; an operator resumed since
 	}
+	if req.Status == w.DeskStatus {
+		return mismatch
+	}
+	return errors.Join(mismatch, r.record(ctx, w, req))
+}
+
+// record journals the desk's status of a submitted withdrawal.
+func (r *Rebalancer) record(ctx context.Context, w journal.Withdrawal, req astra.WithdrawalRequest) error {
 	fields := append(withdrawalFields(w), zap.String("desk_id", req.ID), zap.String("desk_status", req.Status))
 	state, counted := journal.WithdrawalSubmitted, true
 	errMsg := ""

@@ -64,6 +64,8 @@ type Store interface {
 	Withdrawals(ctx context.Context, f journal.WithdrawalFilter) ([]journal.Withdrawal, error)
 	OpenWithdrawals(ctx context.Context) ([]journal.Withdrawal, error)
 	WithdrawalByID(ctx context.Context, id int64) (journal.Withdrawal, error)
+	MismatchRecorded(ctx context.Context, id int64) (bool, error)
+	RecordMismatch(ctx context.Context, id int64, detail string) error
 }
 
 // Deps is what a Rebalancer needs.
@@ -74,6 +76,9 @@ type Deps struct {
 	Journal Store
 	Gate    Gate
 	Pause   Pauser
+	// Halt pauses treasuryd when the desk reports a withdrawal of ours with
+	// other details than its intent (withdrawal_mismatch).
+	Halt Halter
 	// Policy returns the current policy (it changes on reload). When nil,
 	// the policy last given to Apply is used.
 	Policy func() *config.Policy
@@ -109,6 +114,7 @@ type Rebalancer struct {
 	store       Store
 	gate        Gate
 	pause       Pauser
+	halt        Halter
 	policyFn    func() *config.Policy
 	applied     atomic.Pointer[config.Policy]
 	now         func() time.Time
@@ -166,6 +172,7 @@ func New(d Deps) *Rebalancer {
 		store:       d.Journal,
 		gate:        d.Gate,
 		pause:       d.Pause,
+		halt:        d.Halt,
 		policyFn:    d.Policy,
 		now:         d.Now,
 		followEvery: d.FollowEvery,
