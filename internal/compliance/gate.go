@@ -51,6 +51,10 @@ type Status struct {
 	Reason          string    `json:"reason"`
 	ProofUID        string    `json:"proof_uid,omitempty"`
 	ProofAgeSeconds float64   `json:"proof_age_seconds"`
+	// MaxProofAgeSeconds is compliance.max_proof_age: the gate closes when
+	// the proof's age reaches it.
+	MaxProofAgeSeconds float64 `json:"max_proof_age_seconds"`
+	Enabled            bool    `json:"enabled"`
 	CheckedAt       time.Time `json:"checked_at"`
 	LastError       string    `json:"last_error,omitempty"`
 }
@@ -215,6 +219,8 @@ func (g *Gate) Status() Status {
 	g.mu.RLock()
 	s := Status{Open: open, Reason: reason, ProofUID: uid, CheckedAt: g.checkedAt, LastError: g.lastErr}
 	g.mu.RUnlock()
+	cfg := g.d.Config()
+	s.MaxProofAgeSeconds, s.Enabled = cfg.MaxProofAge.Seconds(), cfg.Enabled
 	if proof != nil {
 		s.ProofAgeSeconds = now.Sub(proof.EventTimestamp).Seconds()
 	}
