@@ -47,16 +47,16 @@ type Deps struct {
 
 // Status is the gate as /status shows it.
 type Status struct {
-	Open            bool      `json:"open"`
-	Reason          string    `json:"reason"`
-	ProofUID        string    `json:"proof_uid,omitempty"`
-	ProofAgeSeconds float64   `json:"proof_age_seconds"`
+	Open            bool    `json:"open"`
+	Reason          string  `json:"reason"`
+	ProofUID        string  `json:"proof_uid,omitempty"`
+	ProofAgeSeconds float64 `json:"proof_age_seconds"`
 	// MaxProofAgeSeconds is compliance.max_proof_age: the gate closes when
 	// the proof's age reaches it.
-	MaxProofAgeSeconds float64 `json:"max_proof_age_seconds"`
-	Enabled            bool    `json:"enabled"`
-	CheckedAt       time.Time `json:"checked_at"`
-	LastError       string    `json:"last_error,omitempty"`
+	MaxProofAgeSeconds float64   `json:"max_proof_age_seconds"`
+	Enabled            bool      `json:"enabled"`
+	CheckedAt          time.Time `json:"checked_at"`
+	LastError          string    `json:"last_error,omitempty"`
 }
 
 // verdict is a cached identity/place result for one proof under one policy.

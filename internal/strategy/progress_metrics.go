@@ -91,4 +91,3 @@ func (e *Engine) unmeterProgram(name string) {
 	e.m.ProgramTargetBase.DeleteLabelValues(name)
 	e.m.ProgramAveragePrice.DeleteLabelValues(name)
 }
-
