@@ -69,6 +69,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.HandleFunc("GET /readyz", s.readyz)
 	mux.HandleFunc("GET /status", s.status)
+	mux.HandleFunc("GET /{$}", s.console)
 	mux.HandleFunc("POST /pause", s.admin(true))
 	mux.HandleFunc("POST /resume", s.admin(false))
 	mux.HandleFunc("POST /withdrawals/{id}/resolve", s.resolve)
