@@ -284,8 +284,8 @@ func TestDashboardHasUnitsAProgramVariableAndATopRow(t *testing.T) {
 			} `json:"list"`
 		} `json:"templating"`
 		Panels []struct {
-			Type        string `json:"type"`
-			Title       string `json:"title"`
+			Type        string          `json:"type"`
+			Title       string          `json:"title"`
 			GridPos     struct{ Y int } `json:"gridPos"`
 			FieldConfig struct {
 				Defaults struct {
