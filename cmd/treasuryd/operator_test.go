@@ -290,16 +290,16 @@ func TestSandboxConsoleInChromium(t *testing.T) {
 		}
 	}
 	for _, want := range []string{
-		`data-loaded="true"`,               // the script ran and rendered /status
-		`data-program="sell-btc"`,          // both programs ...
-		`data-program="buy-eth"`,           //
-		`64900 USD/BTC`,                    // ... with their limits, as decimal strings with units
-		`3210 USD/ETH`,                     //
-		`id="card-gate"`,                   // the gate, open
-		`<div class="big ok">open</div>`,   //
+		`data-loaded="true"`,                // the script ran and rendered /status
+		`data-program="sell-btc"`,           // both programs ...
+		`data-program="buy-eth"`,            //
+		`64900 USD/BTC`,                     // ... with their limits, as decimal strings with units
+		`3210 USD/ETH`,                      //
+		`id="card-gate"`,                    // the gate, open
+		`<div class="big ok">open</div>`,    //
 		`<div class="big ok">running</div>`, // the kill switch, off
-		`btc-to-cold`,                      // a withdrawal in flight, in the table
-		`0.1 BTC`,                          //
+		`btc-to-cold`,                       // a withdrawal in flight, in the table
+		`0.1 BTC`,                           //
 		`bc1qxy2kgdygjrsqtzq2n0yrf2493p83kkfjhx0wlh`,
 	} {
 		if !strings.Contains(dom, want) {
