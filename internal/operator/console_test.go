@@ -39,7 +39,7 @@ func TestConsoleIsOneSelfContainedPage(t *testing.T) {
 
 	csp := rec.Header().Get("Content-Security-Policy")
 	for _, el := range []string{"script", "style"} {
-		m := regexp.MustCompile(`(?s)<` + el + `>(.*?)</` + el + `>`).FindAllStringSubmatch(page, -1)
+		m := regexp.MustCompile(`(?s)<`+el+`>(.*?)</`+el+`>`).FindAllStringSubmatch(page, -1)
 		if len(m) != 1 {
 			t.Fatalf("want exactly one inline <%s>, found %d", el, len(m))
 		}
