@@ -41,10 +41,8 @@ func cmdClient(cmd string, args []string, stdout, stderr io.Writer) int {
 	}
 	addr := fs.String("addr", addrDefault, "the daemon's base URL (env TREASURYD_ADDR); for pause/resume the admin listener if http.admin_listen is set")
 	var reason *string
-	var asJSON *bool
-	if cmd == "status" {
-		asJSON = fs.Bool("json", false, "print the raw /status document")
-	} else {
+	asJSON := fs.Bool("json", false, "print the daemon's raw JSON answer")
+	if cmd != "status" {
 		reason = fs.String("reason", "", "why, recorded with the change")
 	}
 	if err := fs.Parse(args); err != nil {
@@ -71,7 +69,7 @@ func cmdClient(cmd string, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "treasuryd %s: %s is not set; export the daemon's admin token\n", cmd, tokenEnv)
 		return exitUsage
 	}
-	return clientAdmin(client, base, cmd, token, *reason, stdout, stderr)
+	return clientAdmin(client, base, cmd, token, *reason, *asJSON, stdout, stderr)
 }
 
 // baseURL accepts "host:port" or an http(s) URL, without a trailing slash.
@@ -92,7 +90,7 @@ func baseURL(s string) (string, error) {
 	return strings.TrimRight(u.String(), "/"), nil
 }
 
-func clientAdmin(client *http.Client, base, cmd, token, reason string, stdout, stderr io.Writer) int {
+func clientAdmin(client *http.Client, base, cmd, token, reason string, asJSON bool, stdout, stderr io.Writer) int {
 	body, _ := json.Marshal(map[string]string{"reason": reason})
 	req, err := http.NewRequest(http.MethodPost, base+"/"+cmd, bytes.NewReader(body))
 	if err != nil {
@@ -117,6 +115,10 @@ func clientAdmin(client *http.Client, base, cmd, token, reason string, stdout, s
 		if err := json.Unmarshal(msg, &ans); err != nil {
 			fmt.Fprintf(stderr, "treasuryd %s: unexpected answer: %s\n", cmd, text)
 			return exitRuntime
+		}
+		if asJSON {
+			fmt.Fprintln(stdout, text)
+			return exitOK
 		}
 		if ans.Paused {
 			fmt.Fprintln(stdout, "paused: no accept and no withdrawal until resumed")

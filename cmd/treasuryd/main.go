@@ -38,8 +38,8 @@ commands:
   addresses -config PATH    print deposit and express-deposit addresses
   replay -config PATH [-journal PATH] [-since 24h] [-program NAME] [-json]
   status [-addr URL] [-json]               summary of a running daemon's /status
-  pause [-addr URL] [-reason TEXT]         engage a running daemon's kill switch
-  resume [-addr URL] [-reason TEXT]        release it (token from TREASURYD_ADMIN_TOKEN)
+  pause [-addr URL] [-reason TEXT] [-json] engage a running daemon's kill switch
+  resume [-addr URL] [-reason TEXT] [-json] release it (token from TREASURYD_ADMIN_TOKEN)
   version                   print the version, commit and Go version
 
 flags shared by the daemon's commands: -log-format json|console, -log-level debug|info|warn|error

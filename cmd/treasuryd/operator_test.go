@@ -104,9 +104,9 @@ func TestSandboxPauseAndResumeCommands(t *testing.T) {
 		t.Errorf("status after pause:\n%s", status)
 	}
 
-	code, out, errOut = runCLI(t, "resume", "-addr", addr)
-	if code != exitOK || !strings.HasPrefix(out, "resumed") {
-		t.Fatalf("resume: exit %d, %q %q", code, out, errOut)
+	code, out, errOut = runCLI(t, "resume", "-addr", addr, "-json")
+	if code != exitOK || strings.TrimSpace(out) != `{"paused":false}` {
+		t.Fatalf("resume -json: exit %d, %q %q", code, out, errOut)
 	}
 	if d.metric("treasuryd_paused") != 0 {
 		t.Fatal("treasuryd_paused is not 0 after `treasuryd resume`")

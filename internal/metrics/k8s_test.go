@@ -358,3 +358,33 @@ func TestDashboardHasUnitsAProgramVariableAndATopRow(t *testing.T) {
 		}
 	}
 }
+
+// TestRenderedRulesAlertOnAMissingTargetAndLinkTheRunbook: the rendered
+// PrometheusRule holds an absent() alert on a treasuryd metric, and every
+// alert links its section of the repository's runbook.
+func TestRenderedRulesAlertOnAMissingTargetAndLinkTheRunbook(t *testing.T) {
+	pr := find(t, renderBase(t), "PrometheusRule", "treasuryd")
+	groups, _ := dig(pr, "spec", "groups").([]any)
+	absent, alerts := false, 0
+	for _, g := range groups {
+		rules, _ := dig(g, "rules").([]any)
+		for _, r := range rules {
+			name, _ := dig(r, "alert").(string)
+			if name == "" {
+				continue
+			}
+			alerts++
+			expr, _ := dig(r, "expr").(string)
+			if strings.HasPrefix(strings.TrimSpace(expr), "absent(treasuryd_") {
+				absent = true
+			}
+			url, _ := dig(r, "annotations", "runbook_url").(string)
+			if !strings.HasPrefix(url, "https://") || !strings.HasSuffix(url, "/docs/runbook.md#"+strings.ToLower(name)) {
+				t.Errorf("alert %s: runbook_url %q is not an https link to docs/runbook.md#%s", name, url, strings.ToLower(name))
+			}
+		}
+	}
+	if alerts < 8 || !absent {
+		t.Errorf("%d alerts, absent() alert present: %v; want at least 8 and an absent() alert", alerts, absent)
+	}
+}
