@@ -387,8 +387,9 @@ func (e *Engine) env(r *runner) Env {
 func (e *Engine) accept(r *runner, a journal.Accept, decidedAt, receivedAt time.Time, hold uint64) {
 	defer e.accepts.Done()
 	defer r.inFlight.Store(false)
-	e.meterExecuted(r)       // committed by the decision
-	defer e.meterExecuted(r) // and settled (or released) here
+	// The progress gauge follows once the accept is settled (or released),
+	// never before the send: nothing but journaling is on that path.
+	defer e.meterExecuted(r)
 	log := e.log.With(zap.String("program", r.name), zap.String("quote_id", a.QuoteID))
 	release := func() {
 		r.slot.prog.Load().Release(a.BaseQty, a.QuoteQty, decidedAt)
