@@ -5,7 +5,9 @@ WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
-ARG VERSION=dev
+# VERSION (e.g. v1.4.0) overrides the version `treasuryd version` prints;
+# left empty, it comes from the build info (module version, VCS revision).
+ARG VERSION=
 RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o /out/treasuryd ./cmd/treasuryd
 
 # Run: distroless, non-root. The journal lives on the PVC mounted at

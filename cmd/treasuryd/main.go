@@ -16,8 +16,10 @@ import (
 	"treasuryd/internal/config"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
+// version is the build's version. A release may set it with -ldflags
+// "-X main.version=..."; otherwise it comes from the build info (init in
+// version.go): module version, VCS revision and Go version.
+var version string
 
 // Exit codes (SPEC 4).
 const (
@@ -35,7 +37,12 @@ commands:
   reconcile -config PATH    run one reconciliation now and print the report
   addresses -config PATH    print deposit and express-deposit addresses
   replay -config PATH [-journal PATH] [-since 24h] [-program NAME] [-json]
-  version                   print the version
+  status [-addr URL] [-json]               summary of a running daemon's /status
+  pause [-addr URL] [-reason TEXT] [-json] engage a running daemon's kill switch
+  resume [-addr URL] [-reason TEXT] [-json] release it (token from TREASURYD_ADMIN_TOKEN)
+  version                   print the version, commit and Go version
+
+flags shared by the daemon's commands: -log-format json|console, -log-level debug|info|warn|error
 `
 
 func main() {
@@ -50,8 +57,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	cmd, rest := args[0], args[1:]
 	switch cmd {
 	case "version", "-version", "--version":
-		fmt.Fprintf(stdout, "treasuryd %s\n", version)
+		fmt.Fprintln(stdout, versionLine())
 		return exitOK
+	case "status", "pause", "resume":
+		return cmdClient(cmd, rest, stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return exitOK
@@ -73,6 +82,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.configPath, "config", "", "policy file (required)")
 	fs.StringVar(&c.logFormat, "log-format", "json", "log format: json or console")
+	fs.StringVar(&c.logLevel, "log-level", "info", "lowest level logged: debug, info, warn or error")
 	c.fs = fs
 	if cmd == "replay" {
 		replayFlags(fs, c)
@@ -95,6 +105,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "treasuryd %s: -log-format must be json or console\n", cmd)
 		return exitUsage
 	}
+	if err := c.level.UnmarshalText([]byte(c.logLevel)); err != nil || c.level < zapcore.DebugLevel || c.level > zapcore.ErrorLevel {
+		fmt.Fprintf(stderr, "treasuryd %s: -log-level must be debug, info, warn or error, not %q\n", cmd, c.logLevel)
+		return exitUsage
+	}
 	return f(c, rest, stdout, stderr)
 }
 
@@ -102,6 +116,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 type common struct {
 	configPath string
 	logFormat  string
+	logLevel   string
+	level      zapcore.Level
 	fs         *flag.FlagSet
 	replay     replayOptions
 }
@@ -116,17 +132,22 @@ func (c *common) loadPolicy(stderr io.Writer) (*config.Policy, bool) {
 	return p, true
 }
 
-// logger builds the zap logger: JSON (production) by default, console for people.
+// logger builds the zap logger at -log-level: JSON (production) by default,
+// console for people, in colour only when stderr is a terminal (colour codes
+// in a file or a log collector are noise).
 func (c *common) logger(stderr io.Writer) *zap.Logger {
 	var enc zapcore.Encoder
 	if c.logFormat == "console" {
 		ec := zap.NewDevelopmentEncoderConfig()
-		ec.EncodeLevel = zapcore.CapitalColorLevelEncoder
+		ec.EncodeLevel = zapcore.CapitalLevelEncoder
+		if isTerminal(stderr) {
+			ec.EncodeLevel = zapcore.CapitalColorLevelEncoder
+		}
 		enc = zapcore.NewConsoleEncoder(ec)
 	} else {
 		enc = zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig())
 	}
-	core := zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(stderr)), zap.InfoLevel)
+	core := zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(stderr)), c.level)
 	return zap.New(core, zap.AddCaller())
 }
 

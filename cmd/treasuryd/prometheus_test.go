@@ -46,7 +46,9 @@ type panelQuery struct{ panel, refID, expr string }
 // grafanaVars are the Grafana interval variables a panel query may use, with
 // the value this test gives them.
 var grafanaVars = strings.NewReplacer("$__rate_interval", "1m", "${__rate_interval}", "1m",
-	"$__interval", "1m", "${__interval}", "1m", "$__range", "5m", "${__range}", "5m")
+	"$__interval", "1m", "${__interval}", "1m", "$__range", "5m", "${__range}", "5m",
+	// The $program variable at "All" (its allValue).
+	"$program", ".*", "${program}", ".*")
 
 func dashboardQueries(t *testing.T) []panelQuery {
 	t.Helper()

@@ -1,5 +1,5 @@
 // Package astra is the client of the Astra OTC desk: every REST endpoint of the
-// reference (../shared/api/astra-otc-api.md) and the quote stream. It is the one
+// desk's published API reference and the quote stream. It is the one
 // place where the points the reference leaves open are read (SPEC section 2):
 // amounts are decimal strings decoded exactly, quote quantities are JSON numbers
 // decoded from their literal text, expiryTime is Unix microseconds, and an accepted

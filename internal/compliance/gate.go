@@ -54,12 +54,16 @@ type Deps struct {
 
 // Status is the gate as /status shows it.
 type Status struct {
-	Open            bool      `json:"open"`
-	Reason          string    `json:"reason"`
-	ProofUID        string    `json:"proof_uid,omitempty"`
-	ProofAgeSeconds float64   `json:"proof_age_seconds"`
-	CheckedAt       time.Time `json:"checked_at"`
-	LastError       string    `json:"last_error,omitempty"`
+	Open            bool    `json:"open"`
+	Reason          string  `json:"reason"`
+	ProofUID        string  `json:"proof_uid,omitempty"`
+	ProofAgeSeconds float64 `json:"proof_age_seconds"`
+	// MaxProofAgeSeconds is compliance.max_proof_age: the gate closes when
+	// the proof's age reaches it.
+	MaxProofAgeSeconds float64   `json:"max_proof_age_seconds"`
+	Enabled            bool      `json:"enabled"`
+	CheckedAt          time.Time `json:"checked_at"`
+	LastError          string    `json:"last_error,omitempty"`
 	// OnchainVerified: the proof in use was confirmed on its chain at the
 	// last refresh (compliance.verify_onchain).
 	OnchainVerified bool `json:"onchain_verified"`
@@ -238,6 +242,8 @@ func (g *Gate) Status() Status {
 	s := Status{Open: open, Reason: reason, ProofUID: uid, CheckedAt: g.checkedAt, LastError: g.lastErr,
 		OnchainVerified: proof != nil && g.verifiedBy != nil && g.proof == proof}
 	g.mu.RUnlock()
+	cfg := g.d.Config()
+	s.MaxProofAgeSeconds, s.Enabled = cfg.MaxProofAge.Seconds(), cfg.Enabled
 	if proof != nil {
 		s.ProofAgeSeconds = now.Sub(proof.EventTimestamp).Seconds()
 	}

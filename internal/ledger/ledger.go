@@ -42,6 +42,7 @@ type Store interface {
 	SettleAccept(ctx context.Context, id int64, result, convertID string) error
 	Withdrawals(ctx context.Context, f journal.WithdrawalFilter) ([]journal.Withdrawal, error)
 	SaveReport(ctx context.Context, r journal.Report) (int64, error)
+	LastReport(ctx context.Context) (journal.Report, bool, error)
 }
 
 const (
@@ -119,6 +120,7 @@ func New(d Deps) *Reconciler {
 
 // Start schedules runs on Deps.Schedule; it returns at once.
 func (r *Reconciler) Start(ctx context.Context) error {
+	r.restoreLast(ctx)
 	if r.d.Schedule == "" {
 		return nil
 	}
@@ -231,13 +233,7 @@ func (r *Reconciler) Run(ctx context.Context) (*Report, error) {
 			result = "breaks"
 		}
 		m.ReconcileRuns.WithLabelValues(result).Inc()
-		for k, n := range rep.Counts() {
-			m.ReconcileBreaks.WithLabelValues(k).Set(float64(n))
-		}
-		for _, a := range rep.Assets {
-			m.ReconcileDrift.WithLabelValues(a.Asset).Set(metrics.Value(a.Drift))
-		}
-		m.ReconcileLastSuccess.Set(float64(rep.At.Unix()))
+		r.meter(rep)
 	}
 	fields := []zap.Field{zap.Int64("transactions", rep.Transactions), zap.Duration("took", rep.Duration), zap.Int("break_count", len(rep.Breaks)), zap.Int("settled", len(rep.Settled))}
 	if rep.Clean() {

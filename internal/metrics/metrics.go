@@ -64,6 +64,12 @@ type Metrics struct {
 
 	ConfigReloads   *prometheus.CounterVec // result
 	RecorderDropped prometheus.Counter
+
+	// Program progress toward its target, from the journal (SPEC 6): set at
+	// start from the journaled accepts and kept current as accepts settle.
+	ProgramExecutedBase *prometheus.GaugeVec // program
+	ProgramTargetBase   *prometheus.GaugeVec // program; absent without a target
+	ProgramAveragePrice *prometheus.GaugeVec // program; absent until an ok accept
 }
 
 // New builds a fresh registry (never the global one) holding every metric,
@@ -141,6 +147,13 @@ func New(version string) *Metrics {
 			Help: "Policy reloads by result (ok, error)."}, []string{"result"}),
 		RecorderDropped: f.NewCounter(prometheus.CounterOpts{Name: "treasuryd_recorder_dropped_total",
 			Help: "Quote recordings dropped because the write queue was full."}),
+
+		ProgramExecutedBase: f.NewGaugeVec(prometheus.GaugeOpts{Name: "treasuryd_program_executed_base",
+			Help: "Base executed toward the program's target (ok, pending and unknown accepts), from the journal."}, []string{"program"}),
+		ProgramTargetBase: f.NewGaugeVec(prometheus.GaugeOpts{Name: "treasuryd_program_target_base",
+			Help: "The program's target in base asset (absent when the program has none)."}, []string{"program"}),
+		ProgramAveragePrice: f.NewGaugeVec(prometheus.GaugeOpts{Name: "treasuryd_program_average_price",
+			Help: "Average price (quote asset per base asset) of the program's ok accepts."}, []string{"program"}),
 	}
 	m.BuildInfo.WithLabelValues(version, runtime.Version()).Set(1)
 	m.Paused.Set(0)

@@ -82,9 +82,19 @@ func (s *Switch) Reason() string {
 // it. A resume clears whatever reason the pause had; a pause of a switch
 // already engaged keeps its reason (a withdrawal_mismatch stays visible).
 func (s *Switch) Set(ctx context.Context, paused bool, by string) error {
+	return s.SetWithNote(ctx, paused, by, "")
+}
+
+// SetWithNote is Set with the operator's own words for a pause: the reason
+// becomes "operator: <note>". A note never replaces the reason of a switch
+// already engaged (a withdrawal_mismatch stays visible).
+func (s *Switch) SetWithNote(ctx context.Context, paused bool, by, note string) error {
 	reason := ""
 	if paused {
 		reason = ReasonOperator
+		if note != "" {
+			reason = ReasonOperator + ": " + note
+		}
 		if r := s.Reason(); r != "" {
 			reason = r
 		}

@@ -108,6 +108,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.HandleFunc("GET /readyz", s.readyz)
 	mux.HandleFunc("GET /status", s.status)
+	mux.HandleFunc("GET /{$}", s.console)
 	if s.cfg.AdminListen == "" {
 		s.adminRoutes(mux)
 	}
@@ -329,13 +330,46 @@ func (s *Server) admin(pause bool) http.HandlerFunc {
 		if !s.authorized(w, r) {
 			return
 		}
-		if err := s.pause.Set(r.Context(), pause, "http "+r.RemoteAddr); err != nil {
+		note, err := adminNote(r)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		if err := s.pause.SetWithNote(r.Context(), pause, "http "+r.RemoteAddr, note); err != nil {
 			s.log.Error("kill switch not changed", zap.Bool("pause", pause), zap.Error(err))
 			http.Error(w, "could not persist the pause flag", http.StatusInternalServerError)
 			return
 		}
-		s.log.Warn("kill switch changed", zap.Bool("paused", pause), zap.String("remote", r.RemoteAddr))
+		s.log.Warn("kill switch changed", zap.Bool("paused", pause), zap.String("remote", r.RemoteAddr),
+			zap.String("note", note))
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(map[string]bool{"paused": pause})
 	}
+}
+
+// maxNoteLen bounds the operator's note on /pause and /resume: a sentence,
+// not a document (it is persisted and shown in /status and the console).
+const maxNoteLen = 200
+
+// adminNote reads the optional body {"reason": "..."} of /pause and /resume.
+// An empty body is no note.
+func adminNote(r *http.Request) (string, error) {
+	var body struct {
+		Reason string `json:"reason"`
+	}
+	// Other fields are ignored: the note is the only thing read from it.
+	dec := json.NewDecoder(io.LimitReader(r.Body, 4<<10))
+	if err := dec.Decode(&body); err != nil && !errors.Is(err, io.EOF) {
+		return "", fmt.Errorf(`body must be empty or {"reason": "..."}: %v`, err)
+	}
+	note := strings.TrimSpace(body.Reason)
+	if len(note) > maxNoteLen {
+		return "", fmt.Errorf("reason is %d bytes; at most %d", len(note), maxNoteLen)
+	}
+	for _, c := range note {
+		if c < 0x20 || c == 0x7f {
+			return "", errors.New("reason must be one line of printable text")
+		}
+	}
+	return note, nil
 }

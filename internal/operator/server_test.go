@@ -200,3 +200,34 @@ func TestHaltFailsClosedWhenTheJournalCannotPersistIt(t *testing.T) {
 		t.Fatal("not paused in memory after a failed persist: a self-pause must fail closed")
 	}
 }
+
+func TestPauseCarriesTheOperatorsNote(t *testing.T) {
+	tests := []struct {
+		name, body string
+		want       int
+		reason     string
+	}{
+		{"no body", "", http.StatusOK, operator.ReasonOperator},
+		{"a note", `{"reason": "desk maintenance"}`, http.StatusOK, "operator: desk maintenance"},
+		{"other fields are ignored", `{"why": "x"}`, http.StatusOK, operator.ReasonOperator},
+		{"not JSON", `reason=x`, http.StatusBadRequest, ""},
+		{"too long", `{"reason": "` + strings.Repeat("x", 201) + `"}`, http.StatusBadRequest, ""},
+		{"two lines", `{"reason": "a\nb"}`, http.StatusBadRequest, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			store := &memStore{}
+			h, sw, _ := newServer(t, token, store, true)
+			rec := do(h, http.MethodPost, "/pause", "Bearer "+token, tt.body)
+			if rec.Code != tt.want {
+				t.Fatalf("POST /pause %s: %d, want %d (%s)", tt.body, rec.Code, tt.want, rec.Body)
+			}
+			if sw.Reason() != tt.reason || store.reason != tt.reason {
+				t.Fatalf("reason in memory %q, persisted %q; want %q", sw.Reason(), store.reason, tt.reason)
+			}
+			if tt.want != http.StatusOK && sw.Paused() {
+				t.Fatal("a refused request paused")
+			}
+		})
+	}
+}

@@ -111,6 +111,7 @@ type Engine struct {
 type slot struct {
 	inFlight atomic.Bool
 	prog     atomic.Pointer[Program]
+	ok       okTotals // ok accepts, for the average price gauge
 }
 
 // runner is one program's stream and decision state.
@@ -253,6 +254,11 @@ func (e *Engine) Start(ctx context.Context) error {
 // journal. Called with e.mu held.
 func (e *Engine) newRunner(ctx context.Context, accountID string, cfg config.Program, from *Program) (*runner, error) {
 	p := NewProgram(accountID, cfg)
+	sl := e.slots[cfg.Name]
+	if sl == nil {
+		sl = new(slot)
+		e.slots[cfg.Name] = sl
+	}
 	if from != nil {
 		p.adopt(from)
 	} else {
@@ -261,11 +267,7 @@ func (e *Engine) newRunner(ctx context.Context, accountID string, cfg config.Pro
 			return nil, err
 		}
 		p.Restore(as)
-	}
-	sl := e.slots[cfg.Name]
-	if sl == nil {
-		sl = new(slot)
-		e.slots[cfg.Name] = sl
+		sl.ok.seed(as)
 	}
 	sl.prog.Store(p)
 	r := &runner{
@@ -293,6 +295,7 @@ func (e *Engine) newRunner(ctx context.Context, accountID string, cfg config.Pro
 		r.accepts[res] = e.m.Accepts.WithLabelValues(cfg.Name, res)
 	}
 	r.stream = quotes.NewStream(r.req, func(ev *quotes.Event) { e.handle(r, ev) }, e.d.StreamOptions)
+	e.meterProgram(r)
 	return r, nil
 }
 
@@ -384,6 +387,9 @@ func (e *Engine) env(r *runner) Env {
 func (e *Engine) accept(r *runner, a journal.Accept, decidedAt, receivedAt time.Time, hold uint64) {
 	defer e.accepts.Done()
 	defer r.inFlight.Store(false)
+	// The progress gauge follows once the accept is settled (or released),
+	// never before the send: nothing but journaling is on that path.
+	defer e.meterExecuted(r)
 	log := e.log.With(zap.String("program", r.name), zap.String("quote_id", a.QuoteID))
 	release := func() {
 		r.slot.prog.Load().Release(a.BaseQty, a.QuoteQty, decidedAt)
@@ -455,6 +461,7 @@ func (e *Engine) accept(r *runner, a journal.Accept, decidedAt, receivedAt time.
 	switch result {
 	case journal.AcceptOK:
 		r.executed.Add(metrics.Value(a.BaseQty))
+		e.meterOK(r, a.BaseQty, a.QuoteQty)
 		e.bal.settle(hold, at)
 		log.Info("quote accepted", fields...)
 	case journal.AcceptUnknown:
@@ -591,6 +598,8 @@ func (e *Engine) Apply(p *config.Policy) {
 		delete(e.runners, name)
 		if ok {
 			changed[name] = r.prog
+		} else {
+			e.unmeterProgram(name)
 		}
 		e.log.Info("program stopped by reload", zap.String("program", name), zap.Bool("changed", ok))
 	}
@@ -686,6 +695,15 @@ type ProgramStatus struct {
 	DailyNotional   string     `json:"daily_notional"`
 	InFlight        bool       `json:"in_flight"`
 	DryRun          bool       `json:"dry_run"`
+	// The policy's side of the comparison, for the console: what the
+	// program trades, its limit, target and cap, and what it achieved.
+	Side             string `json:"side"`
+	Base             string `json:"base"`
+	Quote            string `json:"quote"`
+	LimitPrice       string `json:"limit_price"`
+	Target           string `json:"target,omitempty"`             // absent without a target
+	MaxDailyNotional string `json:"max_daily_notional,omitempty"` // absent without a cap
+	AveragePrice     string `json:"average_price,omitempty"`      // of ok accepts; absent before the first
 }
 
 // statusPricePlaces is the precision of the price shown in /status: the
@@ -712,9 +730,20 @@ func (e *Engine) Status() []ProgramStatus {
 			DailyNotional: pr.DailyNotional.String(),
 			InFlight:      r.inFlight.Load(),
 			DryRun:        pol.DryRun || r.cfg.DryRun,
+			Side:          r.cfg.Side,
+			Base:          r.cfg.Base,
+			Quote:         r.cfg.Quote,
+			LimitPrice:    r.cfg.LimitPrice.String(),
 		}
 		if !r.cfg.Target.IsZero() {
 			st.RemainingTarget = decimal.Max(r.cfg.Target.Sub(pr.Executed), decimal.Zero).String()
+			st.Target = r.cfg.Target.String()
+		}
+		if !r.cfg.MaxDailyNotional.IsZero() {
+			st.MaxDailyNotional = r.cfg.MaxDailyNotional.String()
+		}
+		if avg, ok := r.slot.ok.average(); ok {
+			st.AveragePrice = avg.String()
 		}
 		r.mu.Lock()
 		if !r.lastAt.IsZero() {
