@@ -17,6 +17,7 @@ type Policy struct {
 	Astral          Astral
 	State           State
 	HTTP            HTTP
+	Authority       Authority
 	DryRun          bool
 	ShutdownTimeout time.Duration // default 15s
 	Compliance      Compliance
@@ -54,8 +55,19 @@ type State struct {
 
 // HTTP is the operator surface.
 type HTTP struct {
-	Listen        string // default ":8080"
+	Listen string // default ":8080"
+	// AdminListen, when set (host:port), is the only listener that serves
+	// the admin routes.
+	AdminListen   string
 	AdminTokenEnv string // default "TREASURYD_ADMIN_TOKEN"
+}
+
+// Authority holds the time lock on widening changes (SPEC 10).
+type Authority struct {
+	// Hold: a change that widens what treasuryd may do with funds takes
+	// effect this long after treasuryd first sees it (default 24h; at least
+	// MinAuthorityHold outside the sandbox).
+	Hold time.Duration
 }
 
 // Compliance is the location-proof gate.
