@@ -62,7 +62,13 @@ type Metrics struct {
 
 	ConfigReloads   *prometheus.CounterVec // result
 	RecorderDropped prometheus.Counter
+
+	AuthorityPending *prometheus.GaugeVec // kind (AuthorityKinds)
 }
+
+// AuthorityKinds are the kinds of widening change the authority hold delays
+// (SPEC 10): the label values of treasuryd_authority_pending.
+var AuthorityKinds = []string{"allowlist", "compliance"}
 
 // New builds a fresh registry (never the global one) holding every metric,
 // plus the Go and process collectors.
@@ -137,6 +143,12 @@ func New(version string) *Metrics {
 			Help: "Policy reloads by result (ok, error)."}, []string{"result"}),
 		RecorderDropped: f.NewCounter(prometheus.CounterOpts{Name: "treasuryd_recorder_dropped_total",
 			Help: "Quote recordings dropped because the write queue was full."}),
+
+		AuthorityPending: f.NewGaugeVec(prometheus.GaugeOpts{Name: "treasuryd_authority_pending",
+			Help: "Widening policy changes waiting for authority.hold, by kind (allowlist, compliance)."}, []string{"kind"}),
+	}
+	for _, k := range AuthorityKinds {
+		m.AuthorityPending.WithLabelValues(k).Set(0)
 	}
 	m.BuildInfo.WithLabelValues(version, runtime.Version()).Set(1)
 	m.Paused.Set(0)
