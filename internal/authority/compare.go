@@ -169,30 +169,33 @@ func compareMaxAge(in, file config.Compliance) []Change {
 // widening change; from any to a list is narrowing; otherwise each entry
 // removed narrows at once and each added widens.
 func compareList(key, noun string, in, file []string, field func(c *config.Compliance) *[]string) []Change {
+	none := slices.Contains(in, noneInForce)
+	in = slices.DeleteFunc(slices.Clone(in), func(x string) bool { return x == noneInForce })
 	switch {
-	case len(in) == 0 && len(file) == 0:
+	case len(in) == 0 && !none && len(file) == 0:
 		return nil
-	case len(in) == 0:
+	case len(in) == 0 && !none:
 		to := slices.Clone(file)
 		return []Change{compliance(fmt.Sprintf("compliance.%s=%s", key, strings.Join(to, ",")),
 			fmt.Sprintf("compliance.%s: any -> %v", key, to), false,
 			func(c *config.Compliance) { *field(c) = slices.Clone(to) })}
 	case len(file) == 0:
+		from := in
+		if none {
+			from = []string{"(none)"}
+		}
 		return []Change{compliance(fmt.Sprintf("compliance.%s=any", key),
-			fmt.Sprintf("compliance.%s: %v -> empty (any %s)", key, shown(in), noun), true,
+			fmt.Sprintf("compliance.%s: %v -> empty (any %s)", key, from, noun), true,
 			func(c *config.Compliance) { *field(c) = nil })}
 	}
 	var out []Change
 	for _, x := range in {
 		if !slices.Contains(file, x) {
 			x := x
-			diff := fmt.Sprintf("compliance.%s: - %s", key, x)
-			if x == noneInForce {
-				diff = fmt.Sprintf("compliance.%s: no longer none in force", key)
-			}
-			out = append(out, compliance(fmt.Sprintf("compliance.%s-=%s", key, x), diff, false, func(c *config.Compliance) {
-				*field(c) = slices.DeleteFunc(slices.Clone(*field(c)), func(y string) bool { return y == x })
-			}))
+			out = append(out, compliance(fmt.Sprintf("compliance.%s-=%s", key, x), fmt.Sprintf("compliance.%s: - %s", key, x), false,
+				func(c *config.Compliance) {
+					*field(c) = slices.DeleteFunc(slices.Clone(*field(c)), func(y string) bool { return y == x })
+				}))
 		}
 	}
 	for _, x := range file {
@@ -203,13 +206,6 @@ func compareList(key, noun string, in, file []string, field func(c *config.Compl
 		}
 	}
 	return out
-}
-
-func shown(list []string) []string {
-	if slices.Equal(list, []string{noneInForce}) {
-		return []string{"(none)"}
-	}
-	return list
 }
 
 // regionShape is what identifies a region's geometry.
@@ -311,11 +307,17 @@ func Effective(file *config.Policy, in Settings) *config.Policy {
 // prover list that lost every entry while the file still lists some (which
 // wait for their hold) is "none", never "any".
 func settle(s *Settings, file *config.Policy) {
-	if len(s.Compliance.Chains) == 0 && len(file.Compliance.Chains) > 0 && s.Compliance.Enabled {
-		s.Compliance.Chains = []string{noneInForce}
+	settleList(&s.Compliance.Chains, file.Compliance.Chains, s.Compliance.Enabled)
+	settleList(&s.Compliance.TrustedProvers, file.Compliance.TrustedProvers, s.Compliance.Enabled)
+}
+
+func settleList(list *[]string, file []string, enabled bool) {
+	if len(*list) > 1 {
+		// An entry matured: "none" is over.
+		*list = slices.DeleteFunc(*list, func(x string) bool { return x == noneInForce })
 	}
-	if len(s.Compliance.TrustedProvers) == 0 && len(file.Compliance.TrustedProvers) > 0 && s.Compliance.Enabled {
-		s.Compliance.TrustedProvers = []string{noneInForce}
+	if len(*list) == 0 && len(file) > 0 && enabled {
+		*list = []string{noneInForce}
 	}
 }
 
