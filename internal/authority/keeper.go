@@ -46,6 +46,8 @@ const (
 	// retryEvery: a maturity whose admission failed (journal unavailable)
 	// is tried again this often; until then the running policy stays.
 	retryEvery = 5 * time.Second
+	// defaultRecheck: the timer looks at the clock at least this often.
+	defaultRecheck = time.Minute
 )
 
 // Deps is what a Keeper needs.
@@ -55,6 +57,9 @@ type Deps struct {
 	Journal  Store
 	Reloader Admitter
 	Now      func() time.Time // default time.Now
+	// Recheck: how often the timer looks at the clock at least (default
+	// 1m); tests with an injected clock make it short.
+	Recheck time.Duration
 }
 
 // Keeper holds widening changes for authority.hold. Safe for concurrent use.
@@ -63,7 +68,8 @@ type Keeper struct {
 	m     *metrics.Metrics
 	store Store
 	rl    Admitter
-	now   func() time.Time
+	now     func() time.Time
+	recheck time.Duration
 
 	mu        sync.Mutex // guards the fields below
 	hold      time.Duration
@@ -89,7 +95,11 @@ func New(d Deps) *Keeper {
 	if d.Now == nil {
 		d.Now = time.Now
 	}
-	k := &Keeper{log: d.Log, m: d.Metrics, store: d.Journal, rl: d.Reloader, now: d.Now, wake: make(chan struct{}, 1)}
+	if d.Recheck <= 0 {
+		d.Recheck = defaultRecheck
+	}
+	k := &Keeper{log: d.Log, m: d.Metrics, store: d.Journal, rl: d.Reloader, now: d.Now, recheck: d.Recheck,
+		wake: make(chan struct{}, 1)}
 	if k.rl != nil {
 		k.rl.SetAdmit(k.Admit)
 	}
@@ -138,30 +148,38 @@ func (k *Keeper) Stop(ctx context.Context) error {
 }
 
 // loop admits the policy again when the earliest pending change matures.
+// It looks at the clock at least every recheck, so a clock that jumps (or a
+// test's injected one) is followed without a long-armed timer.
 func (k *Keeper) loop(ctx context.Context) {
 	defer k.wg.Done()
 	t := time.NewTimer(time.Hour)
 	defer t.Stop()
 	for {
-		t.Stop()
+		wait := k.recheck
 		if next, ok := k.nextMaturity(); ok {
-			t.Reset(max(next.Sub(k.now()), 0))
+			if d := next.Sub(k.now()); d <= 0 {
+				wait = 0
+			} else if d < wait {
+				wait = d
+			}
 		}
+		if wait == 0 {
+			err := k.rl.Admit()
+			if err != nil {
+				k.log.Error("authority: a held change matured but could not be admitted; the running policy stays, retrying",
+					zap.Error(err), zap.Duration("retry_in", retryEvery))
+			}
+			if next, ok := k.nextMaturity(); err == nil && (!ok || next.After(k.now())) {
+				continue
+			}
+			wait = retryEvery
+		}
+		t.Reset(wait)
 		select {
 		case <-ctx.Done():
 			return
-		case <-k.wake:
-			continue
+		case <-k.wake: // Reset above drops a pending fire (Go 1.23 timers)
 		case <-t.C:
-		}
-		if err := k.rl.Admit(); err != nil {
-			k.log.Error("authority: a held change matured but could not be admitted; the running policy stays, retrying",
-				zap.Error(err), zap.Duration("retry_in", retryEvery))
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(retryEvery):
-			}
 		}
 	}
 }
