@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 	"time"
@@ -127,6 +128,57 @@ var complianceFields = []complianceField{
 		func(dst *config.Compliance, in config.Compliance) { dst.Allow = slices.Clone(in.Allow) }},
 	{"deny", func(in, file config.Compliance) []Change { return compareRegions("deny", in.Deny, file.Deny) },
 		func(dst *config.Compliance, in config.Compliance) { dst.Deny = slices.Clone(in.Deny) }},
+	{"verify_onchain", compareVerifyOnchain, keepVerifyOnchain},
+}
+
+// verifyOnchainField is the Go name of compliance.verify_onchain (SPEC 5.5):
+// a proof counts only if its chain confirms it. Adding it narrows; removing
+// or changing it (other chains, RPCs, schema) widens. The entry finds the
+// field by name, so a build whose config.Compliance has no such field judges
+// nothing here, and one that has it holds its loosening without more code.
+const verifyOnchainField = "VerifyOnchain"
+
+func verifyOnchain(c *config.Compliance) (reflect.Value, bool) {
+	f := reflect.ValueOf(c).Elem().FieldByName(verifyOnchainField)
+	return f, f.IsValid() && f.CanSet()
+}
+
+func compareVerifyOnchain(in, file config.Compliance) []Change {
+	a, ok := verifyOnchain(&in)
+	if !ok {
+		return nil
+	}
+	b, _ := verifyOnchain(&file)
+	if reflect.DeepEqual(a.Interface(), b.Interface()) {
+		return nil
+	}
+	to := reflect.ValueOf(b.Interface()) // a copy of the file's value
+	set := func(c *config.Compliance) {
+		if f, ok := verifyOnchain(c); ok {
+			f.Set(to)
+		}
+	}
+	text, _ := json.Marshal(to.Interface())
+	h := sha256.Sum256(text)
+	item := "compliance.verify_onchain=" + hex.EncodeToString(h[:6])
+	switch {
+	case b.IsZero():
+		return []Change{compliance("compliance.verify_onchain removed", "compliance.verify_onchain: removed (proofs no longer confirmed on chain)", true, set)}
+	case a.IsZero():
+		return []Change{compliance(item, "compliance.verify_onchain: added", false, set)}
+	}
+	// The diff names no value: an inline rpc_url may carry a provider key.
+	return []Change{compliance(item, "compliance.verify_onchain: changed (chains, RPCs or schema)", true, set)}
+}
+
+func keepVerifyOnchain(dst *config.Compliance, in config.Compliance) {
+	src, ok := verifyOnchain(&in)
+	if !ok {
+		return
+	}
+	if f, ok := verifyOnchain(dst); ok {
+		f.Set(reflect.ValueOf(src.Interface()))
+	}
 }
 
 func compliance(item, diff string, widening bool, apply func(c *config.Compliance)) Change {
