@@ -55,13 +55,14 @@ const (
 	soakAccount    = "3b7a5c1e-0f4e-4a51-9a6e-1f0c2d3e4f50"
 	soakAPIKey     = "soak-api-key-5c4d3e2f1a0b9e8d"  // distinctive: searched for in logs, /status, /metrics
 	soakAdminToken = "soak-admin-token-7f3e9c1d2b4a6" // likewise
-	// soakProver attests the soak's proofs; outside the sandbox the policy
-	// must name its trusted provers.
-	soakProver = "0x5a4d0000000000000000000000000000000000aa"
 	soakSubject    = "0x50a4000000000000000000000000000000000abc"
 	soakBTCAddr    = "bc1qxy2kgdygjrsqtzq2n0yrf2493p83kkfjhx0wlh"
 	soakETHCold    = "0x742d35Cc6634C0532925a3b8D4C9db96C4b4d8b6"
 	soakETHOps     = "0x53d284357ec70cE289D6D64134DfAc8E511c8a3D" // removed from the allowlist (with its rule) and restored during the run
+
+	// soakProver attests the soak's proofs; outside the sandbox the policy
+	// must name its trusted provers.
+	soakProver = "0x5a4d0000000000000000000000000000000000aa"
 
 	soakShutdownTimeout = 5 * time.Second
 	// soakStopSlack is what SIGTERM may take beyond shutdown_timeout:

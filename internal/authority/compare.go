@@ -51,7 +51,7 @@ func Compare(in Settings, file *config.Policy) []Change {
 		// about compliance is in force at once.
 		if !sameCompliance(in.Compliance, fc) {
 			out = append(out, Change{Kind: journal.AuthorityKindCompliance, Item: "compliance",
-				Diff: "compliance: takes the file's settings (the gate in force is disabled)",
+				Diff:  "compliance: takes the file's settings (the gate in force is disabled)",
 				apply: func(s *Settings) { s.Compliance = fc }})
 		}
 		return out
@@ -122,7 +122,9 @@ var complianceFields = []complianceField{
 	{"trusted_provers", func(in, file config.Compliance) []Change {
 		return compareList("trusted_provers", "prover", in.TrustedProvers, file.TrustedProvers,
 			func(c *config.Compliance) *[]string { return &c.TrustedProvers })
-	}, func(dst *config.Compliance, in config.Compliance) { dst.TrustedProvers = slices.Clone(in.TrustedProvers) }},
+	}, func(dst *config.Compliance, in config.Compliance) {
+		dst.TrustedProvers = slices.Clone(in.TrustedProvers)
+	}},
 	{"max_proof_age", compareMaxAge, func(dst *config.Compliance, in config.Compliance) { dst.MaxProofAge = in.MaxProofAge }},
 	{"allow", func(in, file config.Compliance) []Change { return compareRegions("allow", in.Allow, file.Allow) },
 		func(dst *config.Compliance, in config.Compliance) { dst.Allow = slices.Clone(in.Allow) }},

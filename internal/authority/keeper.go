@@ -64,10 +64,10 @@ type Deps struct {
 
 // Keeper holds widening changes for authority.hold. Safe for concurrent use.
 type Keeper struct {
-	log   *zap.Logger
-	m     *metrics.Metrics
-	store Store
-	rl    Admitter
+	log     *zap.Logger
+	m       *metrics.Metrics
+	store   Store
+	rl      Admitter
 	now     func() time.Time
 	recheck time.Duration
 

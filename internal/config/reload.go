@@ -43,7 +43,7 @@ type Reloader struct {
 
 	mu    sync.Mutex // serialises reloads, admissions and subscriber calls
 	subs  []func(old, new *Policy)
-	file  *Policy                              // the last valid file policy
+	file  *Policy                             // the last valid file policy
 	admit func(file *Policy) (*Policy, error) // nil: the file is in force as it is
 
 	life   sync.Mutex // guards the running watch below

@@ -56,14 +56,15 @@ const (
 	ReasonDailyCap       = "daily_cap"
 	ReasonNothingToSend  = "nothing_to_withdraw"
 	ReasonNotAllowlisted = "not_allowlisted"
-	// ReasonAuthorityHold: the rule's destination is a new allowlist entry
-	// not yet in force; it waits authority.hold (SPEC 10).
-	ReasonAuthorityHold = "authority_hold"
 	ReasonRuleChanged    = "rule_changed"
 	ReasonStopped        = "stopped"
 	ReasonBalance        = "balance_unavailable"
 	ReasonJournal        = "journal_unavailable"
 )
+
+// ReasonAuthorityHold: the rule's destination is a new allowlist entry not
+// yet in force; it waits authority.hold (SPEC 10).
+const ReasonAuthorityHold = "authority_hold"
 
 // RunOnce settles open withdrawals, then runs every rule of the current
 // policy once (SPEC 5.3). The schedule calls it; tests and the CLI may too.
