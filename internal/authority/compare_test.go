@@ -84,6 +84,9 @@ func TestCompareJudgesEveryItemOfSpec10(t *testing.T) {
 					t.Errorf("chains in force %v", eff.Compliance.Chains)
 				}
 			}},
+		{name: "chain added twice is one change", edit: func(p *config.Policy) {
+			p.Compliance.Chains = append(p.Compliance.Chains, "optimism", "optimism")
+		}, widening: []string{"compliance.chains+=optimism"}},
 		{name: "chain removed", edit: func(p *config.Policy) { p.Compliance.Chains = []string{"base"} }, narrows: true},
 		{name: "chains emptied", edit: func(p *config.Policy) { p.Compliance.Chains = nil },
 			widening: []string{"compliance.chains=any"},

@@ -339,7 +339,7 @@ func decide(in Settings, file *config.Policy, pending []journal.AuthorityChange,
 	}
 	wanted := map[string]bool{}
 	for _, c := range changes {
-		if !c.Widening {
+		if !c.Widening || wanted[c.Item] { // a value listed twice is one change
 			continue
 		}
 		wanted[c.Item] = true
