@@ -222,6 +222,9 @@ func (k *Keeper) Admit(file *config.Policy) (*config.Policy, error) {
 		}
 		k.log.Info("authority: a new journal starts with the file's policy in force",
 			zap.Int("allowlist", len(s.Allowlist)), zap.Bool("compliance", s.Compliance.Enabled))
+		k.mu.Lock()
+		k.announced = true // nothing was held before
+		k.mu.Unlock()
 		k.publish(nil, file.Authority.Hold)
 		return Effective(file, s), nil
 	}
