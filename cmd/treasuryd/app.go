@@ -17,6 +17,7 @@ import (
 
 	"treasuryd/internal/astra"
 	"treasuryd/internal/astral"
+	"treasuryd/internal/authority"
 	"treasuryd/internal/compliance"
 	"treasuryd/internal/config"
 	"treasuryd/internal/journal"
@@ -83,6 +84,12 @@ func appOptions(p *config.Policy, up upstream, path, apiKey string, log *zap.Log
 		}),
 		config.Module,
 		journal.Module,
+		authority.Module,
+		// The keeper first: built here, right after the journal, its OnStart
+		// admits the file's policy (SPEC 10) before any part that reads the
+		// policy to act starts. Until then Current is config.Unadmitted:
+		// nothing payable, the gate closed.
+		fx.Invoke(func(*journal.Journal, *authority.Keeper) {}),
 		astra.Module,
 		astral.Module,
 		compliance.Module,
@@ -109,13 +116,14 @@ func appOptions(p *config.Policy, up upstream, path, apiKey string, log *zap.Log
 
 // statusSources feeds /status and /readyz from the running parts.
 func statusSources(j *journal.Journal, e *strategy.Engine, g *compliance.Gate,
-	rb *withdraw.Rebalancer, rec *ledger.Reconciler) operator.Sources {
+	rb *withdraw.Rebalancer, rec *ledger.Reconciler, k *authority.Keeper) operator.Sources {
 	return operator.Sources{
 		Programs:          func() any { return e.Status() },
 		Compliance:        func() any { return g.Status() },
 		Withdrawals:       func() any { return rb.Status() },
 		ResolveWithdrawal: rb.Resolve,
 		Reconcile:         func() any { return rec.Status() },
+		Authority:         func() any { return k.Status() },
 		Ready: map[string]func() bool{
 			"journal":  func() bool { _, err := j.Paused(context.Background()); return err == nil },
 			"balances": e.Ready,

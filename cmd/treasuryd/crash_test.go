@@ -47,7 +47,7 @@ const (
 	// is settled as missing (5m).
 	crashPastMatchGrace   = 3 * time.Minute
 	crashPastMissingGrace = 6 * time.Minute
-	crashAdminToken       = "crash-admin-token-3b9d"
+	crashAdminToken       = "crash-admin-token-3b9d-5e7f"
 )
 
 // crashEnv is one crash scenario: a desk simulator in this process (its

@@ -2,13 +2,16 @@ package main
 
 import (
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
 	"go.uber.org/fx"
 	"go.uber.org/fx/fxtest"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest"
+	"go.uber.org/zap/zaptest/observer"
 
 	"treasuryd/internal/config"
 )
@@ -56,5 +59,49 @@ func TestAppStartsAndStopsInProcess(t *testing.T) {
 	app.RequireStop()
 	if _, err := http.Get("http://" + addr + "/healthz"); err == nil {
 		t.Fatal("the operator surface still answers after stop")
+	}
+}
+
+// TestAuthorityKeeperStartsBeforeAnythingActs: the keeper's OnStart, which
+// admits the file's policy (SPEC 10), runs after the journal opens and
+// before the gate, the strategy and the rebalancer start.
+func TestAuthorityKeeperStartsBeforeAnythingActs(t *testing.T) {
+	dir := t.TempDir()
+	path, _ := sandboxPolicy(t, dir)
+	p, err := config.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	core, logs := observer.New(zapcore.DebugLevel)
+	log := zap.New(core)
+	sb, err := startSandbox(p, config.SandboxAPIKey, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sb.Close()
+	app := fxtest.New(t, appOptions(p, sb.upstream(), path, config.SandboxAPIKey, log))
+	app.RequireStart()
+	app.RequireStop()
+	var order []string
+	for _, e := range logs.FilterMessage("OnStart hook executing").All() {
+		order = append(order, e.ContextMap()["callee"].(string))
+	}
+	at := func(part string) int {
+		for i, c := range order {
+			if strings.Contains(c, part) {
+				return i
+			}
+		}
+		t.Fatalf("no OnStart hook %q in %q", part, order)
+		return -1
+	}
+	keeper := at("authority.(*Keeper).Start")
+	if at("journal.(*Journal).Start") > keeper {
+		t.Errorf("the keeper starts before the journal opens: %q", order)
+	}
+	for _, later := range []string{"compliance.(*Gate).Start", "strategy.(*Engine).Start", "withdraw.(*Rebalancer).Start"} {
+		if at(later) < keeper {
+			t.Errorf("%s starts before the keeper admits the policy: %q", later, order)
+		}
 	}
 }

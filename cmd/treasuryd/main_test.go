@@ -262,7 +262,7 @@ func TestRunRefusesABadPolicy(t *testing.T) {
 func TestSandboxPauseSurvivesRestart(t *testing.T) {
 	dir := t.TempDir()
 	policy, addr := sandboxPolicy(t, dir)
-	const token = "test-admin-token-5e1f"
+	const token = "test-admin-token-5e1f-9a7c"
 	env := "TREASURYD_ADMIN_TOKEN=" + token
 
 	d := startDaemon(t, policy, addr, env)

@@ -60,6 +60,10 @@ const (
 	soakETHCold    = "0x742d35Cc6634C0532925a3b8D4C9db96C4b4d8b6"
 	soakETHOps     = "0x53d284357ec70cE289D6D64134DfAc8E511c8a3D" // removed from the allowlist (with its rule) and restored during the run
 
+	// soakProver attests the soak's proofs; outside the sandbox the policy
+	// must name its trusted provers.
+	soakProver = "0x5a4d0000000000000000000000000000000000aa"
+
 	soakShutdownTimeout = 5 * time.Second
 	// soakStopSlack is what SIGTERM may take beyond shutdown_timeout:
 	// process exit and the journal's close on a loaded 2-core machine.
@@ -199,6 +203,7 @@ func (p soakPolicy) yaml(e *soakEnv) string {
   enabled: true
   subject: %q
   chains: ["base"]
+  trusted_provers: [%q]
   max_proof_age: %s
   refresh_interval: 1s
   allow:
@@ -207,7 +212,7 @@ func (p soakPolicy) yaml(e *soakEnv) string {
   deny:
     - name: "embargoed"
       bbox: [30.0, 40.0, 50.0, 55.0]
-`, soakSubject, soakProofMaxAge)
+`, soakSubject, soakProver, soakProofMaxAge)
 	b.WriteString("programs:\n")
 	for _, pr := range p.Programs {
 		fmt.Fprintf(&b, "  - name: %q\n    base: %s\n    quote: %s\n    side: %s\n", pr.Name, pr.Base, pr.Quote, pr.Side)
@@ -612,7 +617,7 @@ func readTail(path string, n int) string {
 func (e *soakEnv) addProof() error {
 	at := time.Now()
 	code, b := e.post("http://"+e.astralAddr+"/_sim/astral/proofs", map[string]any{
-		"subject": soakSubject, "chain": "base", "event_time": at.UTC().Format(time.RFC3339Nano),
+		"subject": soakSubject, "chain": "base", "prover": soakProver, "event_time": at.UTC().Format(time.RFC3339Nano),
 		"lng": 13.4, "lat": 52.5,
 	})
 	var ans struct {
@@ -2218,9 +2223,10 @@ func minimalPolicy(s *astraSim, dir, httpAddr string, compliance bool, extra str
   enabled: true
   subject: %q
   chains: ["base"]
+  trusted_provers: [%q]
   refresh_interval: 1s
   allow: [ { name: eu, bbox: [-10.0, 35.0, 30.0, 60.0] } ]
-`, soakSubject)
+`, soakSubject, soakProver)
 	}
 	return fmt.Sprintf(`account_id: %q
 astra: { base_url: "http://%s/v2", ws_url: "ws://%s/v2", request_timeout: 1s }

@@ -2,7 +2,6 @@ package config
 
 import (
 	"fmt"
-	"net"
 	"net/url"
 	"os"
 	"regexp"
@@ -199,15 +198,6 @@ func rpcURLProblem(raw string, sandbox, fromEnv bool) string {
 		return "must use https (http only to a loopback address)"
 	}
 	return ""
-}
-
-// loopbackHost: localhost or a loopback IP.
-func loopbackHost(h string) bool {
-	if strings.EqualFold(h, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(h)
-	return ip != nil && ip.IsLoopback()
 }
 
 var _ fmt.Stringer = RPCURL("")

@@ -17,6 +17,7 @@ type Policy struct {
 	Astral          Astral
 	State           State
 	HTTP            HTTP
+	Authority       Authority
 	DryRun          bool
 	ShutdownTimeout time.Duration // default 15s
 	Compliance      Compliance
@@ -59,6 +60,14 @@ type HTTP struct {
 	// (/pause, /resume, /withdrawals/{id}/resolve); Listen then has none.
 	AdminListen   string
 	AdminTokenEnv string // default "TREASURYD_ADMIN_TOKEN"
+}
+
+// Authority holds the time lock on widening changes (SPEC 10).
+type Authority struct {
+	// Hold: a change that widens what treasuryd may do with funds takes
+	// effect this long after treasuryd first sees it (default 24h; at least
+	// MinAuthorityHold outside the sandbox).
+	Hold time.Duration
 }
 
 // Compliance is the location-proof gate.

@@ -94,3 +94,28 @@ func parseRegionGeoJSON(text string) (orb.Geometry, error) {
 	}
 	return g.Geometry(), nil
 }
+
+// Checked returns r with its geometry parsed by the same checks validation
+// runs, for a region read back from somewhere other than the policy file
+// (the authority keeper's journaled baseline). A region validation would
+// refuse is an error.
+func (r Region) Checked() (Region, error) {
+	switch {
+	case r.BBox != nil && r.GeoJSON != "":
+		return r, fmt.Errorf("region %q: both bbox and geojson", r.Name)
+	case r.BBox != nil:
+		b := r.BBox
+		if len(b) != 4 || b[0] >= b[2] || b[1] >= b[3] || b[0] < -180 || b[2] > 180 || b[1] < -90 || b[3] > 90 {
+			return r, fmt.Errorf("region %q: bbox %v is not [minLng, minLat, maxLng, maxLat] within -180..180 / -90..90", r.Name, b)
+		}
+		return r, nil
+	case r.GeoJSON != "":
+		g, err := parseRegionGeoJSON(r.GeoJSON)
+		if err != nil {
+			return r, fmt.Errorf("region %q: geojson %v", r.Name, err)
+		}
+		r.geom = g
+		return r, nil
+	}
+	return r, fmt.Errorf("region %q: neither bbox nor geojson", r.Name)
+}

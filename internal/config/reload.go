@@ -30,14 +30,21 @@ const k8sDataLink = "..data"
 // the file changes or the process gets SIGHUP: the new file is validated as a
 // whole and swapped in only if it has no problem; otherwise the running
 // policy stays (SPEC 7.11).
+//
+// With an admission hook (SetAdmit), the running policy is not the file's
+// but what the hook admits of it: the authority keeper holds back widening
+// changes (SPEC 10). The hook runs on every reload after validation; its
+// error refuses the reload.
 type Reloader struct {
 	path     string
 	log      *zap.Logger
 	onResult func(ok bool)
-	cur      atomic.Pointer[Policy]
+	cur      atomic.Pointer[Policy] // the policy in force (admitted)
 
-	mu   sync.Mutex // serialises reloads and subscriber calls
-	subs []func(old, new *Policy)
+	mu    sync.Mutex // serialises reloads, admissions and subscriber calls
+	subs  []func(old, new *Policy)
+	file  *Policy                             // the last valid file policy
+	admit func(file *Policy) (*Policy, error) // nil: the file is in force as it is
 
 	life   sync.Mutex // guards the running watch below
 	cancel context.CancelFunc
@@ -55,13 +62,77 @@ func NewReloader(path string, initial *Policy, log *zap.Logger, onResult func(ok
 	if onResult == nil {
 		onResult = func(bool) {}
 	}
-	r := &Reloader{path: path, log: log.With(zap.String("policy", path)), onResult: onResult}
+	r := &Reloader{path: path, log: log.With(zap.String("policy", path)), onResult: onResult, file: initial}
 	r.cur.Store(initial)
 	return r
 }
 
-// Current returns the running policy. It never blocks.
+// Current returns the running policy: the one in force. It never blocks.
 func (r *Reloader) Current() *Policy { return r.cur.Load() }
+
+// File returns the last valid policy read from the file; with an admission
+// hook it may be wider than Current.
+func (r *Reloader) File() *Policy {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.file
+}
+
+// SetAdmit installs the admission hook. Until the first Admit, Current is
+// the file's policy with nothing payable and the compliance gate closed
+// (Unadmitted), so nothing can move funds on a policy not yet admitted.
+// Call it before anything reads Current to act.
+func (r *Reloader) SetAdmit(fn func(file *Policy) (*Policy, error)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.admit = fn
+	if fn != nil {
+		r.cur.Store(Unadmitted(r.file))
+	}
+}
+
+// Unadmitted is p with no allowlisted destination and a compliance gate that
+// no proof opens (enabled, no allow region): what is in force before the
+// authority keeper has judged the file.
+func Unadmitted(p *Policy) *Policy {
+	q := *p
+	q.Withdraw.Allowlist = nil
+	q.Compliance.Enabled = true
+	q.Compliance.Allow = nil
+	return &q
+}
+
+// Admit runs the admission hook on the last file policy now and puts the
+// result in force (subscribers are told when it differs from the running
+// one). The authority keeper calls it at start and when a held change
+// matures. On error the running policy stays.
+func (r *Reloader) Admit() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.admit == nil {
+		return nil
+	}
+	eff, err := r.admit(r.file)
+	if err != nil {
+		return fmt.Errorf("admit policy: %w", err)
+	}
+	r.swapLocked(eff)
+	return nil
+}
+
+// swapLocked puts p in force and tells subscribers, unless p equals the
+// running policy.
+func (r *Reloader) swapLocked(p *Policy) bool {
+	old := r.cur.Load()
+	if reflect.DeepEqual(old, p) {
+		return false
+	}
+	r.cur.Store(p)
+	for _, fn := range r.subs {
+		fn(old, p)
+	}
+	return true
+}
 
 // Subscribe registers fn to be called after each successful swap, with the
 // old and the new policy, in the order of subscription. Calls are serialised;
@@ -98,7 +169,7 @@ func (r *Reloader) reload(trigger string) error {
 		r.onResult(false)
 		return err
 	}
-	old := r.cur.Load()
+	old := r.file
 	if reflect.DeepEqual(old, p) {
 		r.log.Debug("policy unchanged", zap.String("trigger", trigger))
 		return nil
@@ -113,11 +184,21 @@ func (r *Reloader) reload(trigger string) error {
 		r.onResult(false)
 		return ve
 	}
-	r.cur.Store(p)
-	r.log.Info("policy reloaded", zap.String("trigger", trigger))
-	for _, fn := range r.subs {
-		fn(old, p)
+	eff := p
+	if r.admit != nil {
+		var err error
+		if eff, err = r.admit(p); err != nil {
+			// Fail closed: what is held and what is in force cannot be
+			// known without the journal, so nothing of the file applies.
+			r.log.Error("policy reload refused; the running policy stays",
+				zap.String("trigger", trigger), zap.Error(err))
+			r.onResult(false)
+			return fmt.Errorf("admit policy: %w", err)
+		}
 	}
+	r.file = p
+	r.log.Info("policy reloaded", zap.String("trigger", trigger))
+	r.swapLocked(eff)
 	r.onResult(true)
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -31,6 +32,13 @@ const (
 	DefaultRefreshInterval  = time.Minute
 	DefaultQuoteInterval    = time.Second
 	DefaultQuoteTTL         = 5 * time.Second
+	// DefaultAuthorityHold and MinAuthorityHold bound authority.hold: a
+	// widening change waits this long, so a person sees it (log, alert)
+	// before it can move funds. The sandbox may set any value, 0s included.
+	DefaultAuthorityHold = 24 * time.Hour
+	MinAuthorityHold     = time.Hour
+	// MinAdminTokenLen: a shorter admin token is a policy error at start.
+	MinAdminTokenLen = 24
 )
 
 var (
@@ -44,7 +52,7 @@ var (
 
 // policy walks the root mapping.
 func (c *checker) policy(root *yaml.Node) *Policy {
-	s := c.section(root, "", 1, "account_id", "astra", "astral", "state", "http", "dry_run",
+	s := c.section(root, "", 1, "account_id", "astra", "astral", "state", "http", "authority", "dry_run",
 		"shutdown_timeout", "compliance", "programs", "withdraw", "rebalance", "reconcile", "sandbox")
 	p := &Policy{}
 
@@ -57,14 +65,15 @@ func (c *checker) policy(root *yaml.Node) *Policy {
 		p.Sandbox = c.sandbox(s.sub("sandbox", "seed", "balances", "price", "volatility_bps", "quote_interval", "quote_ttl"))
 	}
 	p.Astra = c.astra(s.sub("astra", "base_url", "ws_url", "api_key_env", "api_key_file", "request_timeout", "stream_stale_after"), p.Sandbox != nil)
-	p.Astral = c.astral(s.sub("astral", "base_url", "request_timeout"))
+	p.Astral = c.astral(s.sub("astral", "base_url", "request_timeout"), p.Sandbox != nil)
 	p.State = c.state(s.sub("state", "path", "quote_retention"))
 	p.HTTP = c.http(s.sub("http", "listen", "admin_listen", "admin_token_env"))
+	p.Authority = c.authority(s.sub("authority", "hold"), p.Sandbox != nil)
 	p.DryRun = s.boolean("dry_run")
 	p.ShutdownTimeout = s.duration("shutdown_timeout", DefaultShutdownTimeout, positive)
 	cs := s.sub("compliance", "enabled", "subject", "chains", "trusted_provers",
 		"max_proof_age", "refresh_interval", "allow", "deny", "verify_onchain")
-	p.Compliance = c.compliance(cs)
+	p.Compliance = c.compliance(cs, p.Sandbox != nil)
 	p.Compliance.VerifyOnchain = c.verifyOnchain(cs, p.Compliance.Chains, p.Sandbox != nil)
 	p.Programs = c.programs(s)
 	p.Withdraw = c.withdraw(s.sub("withdraw", "allowlist"))
@@ -73,8 +82,10 @@ func (c *checker) policy(root *yaml.Node) *Policy {
 	return p
 }
 
-// url reads a URL under key whose scheme must be one of schemes.
-func (s *section) url(key string, schemes ...string) string {
+// url reads a URL under key whose scheme must be one of schemes. Outside the
+// sandbox (secure set), a scheme other than the last, TLS one (https, wss)
+// is allowed only to a loopback host: a local TLS-terminating proxy.
+func (s *section) url(key string, secure bool, schemes ...string) string {
 	raw := s.requiredStr(key)
 	if raw == "" {
 		return ""
@@ -93,17 +104,31 @@ func (s *section) url(key string, schemes ...string) string {
 	}
 	if !contains(schemes, u.Scheme) || u.Host == "" {
 		s.c.addf(path, line, "%q is not a URL with scheme %s", raw, strings.Join(schemes, " or "))
+		return raw
+	}
+	if tls := schemes[len(schemes)-1]; secure && u.Scheme != tls && !loopbackHost(u.Hostname()) {
+		s.c.addf(path, line, "%q must use %s: plain %s is allowed only to a loopback host (127.0.0.0/8, ::1, localhost)",
+			raw, tls, u.Scheme)
 	}
 	return raw
+}
+
+// loopbackHost reports whether host is localhost or a loopback address.
+func loopbackHost(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func (c *checker) astra(s *section, sandbox bool) Astra {
 	a := Astra{}
 	if s.has("base_url") || !sandbox {
-		a.BaseURL = s.url("base_url", "http", "https")
+		a.BaseURL = s.url("base_url", !sandbox, "http", "https")
 	}
 	if s.has("ws_url") || !sandbox {
-		a.WSURL = s.url("ws_url", "ws", "wss")
+		a.WSURL = s.url("ws_url", !sandbox, "ws", "wss")
 	}
 	a.APIKeyEnv = s.str("api_key_env")
 	a.APIKeyFile = s.str("api_key_file")
@@ -135,10 +160,10 @@ func (s *section) envVar(key, v string) {
 	}
 }
 
-func (c *checker) astral(s *section) Astral {
+func (c *checker) astral(s *section, sandbox bool) Astral {
 	a := Astral{BaseURL: DefaultAstralBaseURL}
 	if s.has("base_url") {
-		a.BaseURL = s.url("base_url", "http", "https")
+		a.BaseURL = s.url("base_url", !sandbox, "http", "https")
 	}
 	a.RequestTimeout = s.duration("request_timeout", DefaultRequestTimeout, positive)
 	return a
@@ -157,24 +182,47 @@ func (c *checker) http(s *section) HTTP {
 		AdminListen:   s.str("admin_listen"),
 		AdminTokenEnv: s.strOr("admin_token_env", DefaultAdminTokenEnv),
 	}
-	for _, kv := range [][2]string{{"listen", h.Listen}, {"admin_listen", h.AdminListen}} {
-		key, addr := kv[0], kv[1]
-		if !s.has(key) || addr == "" {
-			continue
-		}
-		path, line := s.at(key)
-		_, port, err := net.SplitHostPort(addr)
-		if n, perr := strconv.Atoi(port); err != nil || perr != nil || n < 0 || n > 65535 {
-			c.addf(path, line, "%q is not host:port (e.g. \":8080\", \"127.0.0.1:8080\")", addr)
-		}
-	}
+	s.hostPort("listen", h.Listen)
+	s.hostPort("admin_listen", h.AdminListen)
 	if s.has("admin_token_env") && h.AdminTokenEnv != "" {
 		s.envVar("admin_token_env", h.AdminTokenEnv)
+	}
+	// The token itself is read from the environment at start; a short one
+	// is refused here so the daemon never serves admin routes behind it.
+	// Neither the value nor its length is echoed.
+	if envName.MatchString(h.AdminTokenEnv) {
+		if tok := strings.TrimSpace(os.Getenv(h.AdminTokenEnv)); tok != "" && len(tok) < MinAdminTokenLen {
+			path, line := s.at("admin_token_env")
+			c.addf(path, line, "the admin token in environment variable %s is shorter than %d characters", h.AdminTokenEnv, MinAdminTokenLen)
+		}
 	}
 	return h
 }
 
-func (c *checker) compliance(s *section) Compliance {
+// hostPort checks that the value v under key, when present and non-empty, is
+// host:port.
+func (s *section) hostPort(key, v string) {
+	if !s.has(key) || v == "" {
+		return
+	}
+	path, line := s.at(key)
+	_, port, err := net.SplitHostPort(v)
+	if n, perr := strconv.Atoi(port); err != nil || perr != nil || n < 0 || n > 65535 {
+		s.c.addf(path, line, "%q is not host:port (e.g. \":8080\", \"127.0.0.1:8080\")", v)
+	}
+}
+
+func (c *checker) authority(s *section, sandbox bool) Authority {
+	a := Authority{Hold: s.duration("hold", DefaultAuthorityHold, nonNegative)}
+	if !sandbox && a.Hold < MinAuthorityHold && s.has("hold") {
+		path, line := s.at("hold")
+		c.addf(path, line, "must be at least %s outside the sandbox (a widening change must wait long enough for a person to see it), got %s",
+			MinAuthorityHold, s.vals["hold"].Value)
+	}
+	return a
+}
+
+func (c *checker) compliance(s *section, sandbox bool) Compliance {
 	cp := Compliance{
 		Enabled:         s.boolean("enabled"),
 		Subject:         s.str("subject"),
@@ -194,6 +242,12 @@ func (c *checker) compliance(s *section) Compliance {
 		if len(cp.Allow) == 0 {
 			path, line := s.at("allow")
 			c.addf(path, line, "at least one allow region is required when compliance is enabled")
+		}
+		if !sandbox && len(cp.TrustedProvers) == 0 {
+			// EAS is permissionless: without a list, anyone's attestation
+			// for the subject would open the gate.
+			path, line := s.at("trusted_provers")
+			c.addf(path, line, "at least one trusted prover is required when compliance is enabled outside the sandbox (anyone can attest anything on EAS)")
 		}
 	}
 	return cp

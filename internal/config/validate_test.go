@@ -132,6 +132,17 @@ func TestBadPoliciesReportEveryProblemWithPathAndLine(t *testing.T) {
 			{"compliance.allow", 3, "at least one allow region is required"},
 			{"compliance.subject", 3, "is required when compliance is enabled"},
 		}},
+		{"authority_hold_short.yaml", []want{{"authority.hold", 6, "must be at least 1h0m0s outside the sandbox"}}},
+		{"authority_hold_negative.yaml", []want{{"authority.hold", 4, "must not be negative"}}},
+		{"compliance_trusted_provers_missing.yaml", []want{
+			{"compliance.trusted_provers", 8, "at least one trusted prover is required when compliance is enabled outside the sandbox"},
+		}},
+		{"url_plain_not_loopback.yaml", []want{
+			{"astra.base_url", 3, `"http://desk.example/v2" must use https: plain http is allowed only to a loopback host`},
+			{"astra.ws_url", 4, `must use wss: plain ws is allowed only to a loopback host`},
+			{"astral.base_url", 6, `must use https: plain http is allowed only to a loopback host`},
+		}},
+		{"http_admin_listen_bad.yaml", []want{{"http.admin_listen", 4, `"localhost" is not host:port`}}},
 		{"sandbox_bad.yaml", []want{
 			{"sandbox.seed", 3, "must be an integer"},
 			{"sandbox.balances.ETH", 4, `must be a quoted decimal string, e.g. "2"`},
@@ -328,5 +339,74 @@ func TestRegionsParseToGeometry(t *testing.T) {
 		if got := tt.r.Contains(tt.lng, tt.lat); got != tt.in {
 			t.Errorf("%s.Contains(%v, %v) = %v, want %v", tt.r.Name, tt.lng, tt.lat, got, tt.in)
 		}
+	}
+}
+
+// TestAuthorityAndTransportRulesAcceptWhatTheyMay: the sandbox may set any
+// hold, 0s included; plain http/ws to a loopback host is a local TLS proxy;
+// the hold defaults to 24h; compliance in the sandbox needs no prover list.
+func TestAuthorityAndTransportRulesAcceptWhatTheyMay(t *testing.T) {
+	const id = `account_id: "3b7a5c1e-0f4e-4a51-9a6e-1f0c2d3e4f50"` + "\n"
+	tests := []struct {
+		name, yaml string
+		hold       time.Duration
+	}{
+		{"sandbox hold 0s", id + "sandbox: {}\nauthority: {hold: 0s}\n", 0},
+		{"default hold", id + "sandbox: {}\n", DefaultAuthorityHold},
+		{"production hold 1h", id + "astra: {base_url: \"https://d.example\", ws_url: \"wss://d.example\"}\nauthority: {hold: 1h}\n", time.Hour},
+		{"loopback plain URLs", id + "astra: {base_url: \"http://127.0.0.1:7070/v2\", ws_url: \"ws://localhost:7070/v2\"}\n" +
+			"astral: {base_url: \"http://[::1]:7071\"}\n", DefaultAuthorityHold},
+		{"sandbox compliance without provers", id + "sandbox: {}\ncompliance: {enabled: true, subject: \"0xab\", allow: [{name: eu, bbox: [-10, 35, 30, 60]}]}\n", DefaultAuthorityHold},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p, err := Parse([]byte(tt.yaml), "p.yaml")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p.Authority.Hold != tt.hold {
+				t.Errorf("hold = %s, want %s", p.Authority.Hold, tt.hold)
+			}
+		})
+	}
+}
+
+// TestShortAdminTokenIsAPolicyError: a token shorter than 24 characters in
+// the named variable refuses the policy, naming the variable and never the
+// value; a long enough one, or none, passes.
+func TestShortAdminTokenIsAPolicyError(t *testing.T) {
+	const file = `account_id: "3b7a5c1e-0f4e-4a51-9a6e-1f0c2d3e4f50"
+sandbox: {}
+http:
+  admin_token_env: "TREASURYD_TEST_ADMIN_TOKEN"
+`
+	const short = "too-short-secret-xyz"
+	t.Setenv("TREASURYD_TEST_ADMIN_TOKEN", short)
+	_, err := Parse([]byte(file), "p.yaml")
+	var ve *ValidationError
+	if !errors.As(err, &ve) || len(ve.Problems) != 1 {
+		t.Fatalf("Parse = %v; want one problem", err)
+	}
+	pr := ve.Problems[0]
+	if pr.Path != "http.admin_token_env" || pr.Line != 4 || !strings.Contains(pr.Msg, "TREASURYD_TEST_ADMIN_TOKEN") ||
+		!strings.Contains(pr.Msg, "shorter than 24") {
+		t.Errorf("problem = %+v", pr)
+	}
+	if strings.Contains(err.Error(), short) {
+		t.Errorf("the error echoes the token: %v", err)
+	}
+	t.Setenv("TREASURYD_TEST_ADMIN_TOKEN", strings.Repeat("k", MinAdminTokenLen))
+	if _, err := Parse([]byte(file), "p.yaml"); err != nil {
+		t.Errorf("a 24-character token: %v", err)
+	}
+	t.Setenv("TREASURYD_TEST_ADMIN_TOKEN", "")
+	if _, err := Parse([]byte(file), "p.yaml"); err != nil {
+		t.Errorf("no token (admin routes disabled): %v", err)
+	}
+	// The default variable is checked too.
+	t.Setenv(DefaultAdminTokenEnv, short)
+	if _, err := Parse([]byte("account_id: \"3b7a5c1e-0f4e-4a51-9a6e-1f0c2d3e4f50\"\nsandbox: {}\n"), "p.yaml"); err == nil ||
+		!strings.Contains(err.Error(), "http.admin_token_env") {
+		t.Errorf("short token in the default variable: %v", err)
 	}
 }

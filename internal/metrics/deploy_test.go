@@ -200,7 +200,7 @@ func TestPrometheusRulesUnitTests(t *testing.T) {
 	// Every alert has at least one test case.
 	for _, name := range []string{"TreasurydStreamDown", "TreasurydComplianceGateClosed", "TreasurydReconcileBreaks",
 		"TreasurydReconcileStale", "TreasurydWithdrawalsUnresolved", "TreasurydAcceptErrors", "TreasurydPausedTooLong",
-		"TreasurydTargetMissing"} {
+		"TreasurydTargetMissing", "TreasurydAuthorityChangePending"} {
 		if !bytes.Contains(raw, []byte("alert: "+name)) || !bytes.Contains(tests, []byte("alertname: "+name)) {
 			t.Errorf("alert %s is missing from the rules or from their tests", name)
 		}

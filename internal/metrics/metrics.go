@@ -70,7 +70,13 @@ type Metrics struct {
 	ProgramExecutedBase *prometheus.GaugeVec // program
 	ProgramTargetBase   *prometheus.GaugeVec // program; absent without a target
 	ProgramAveragePrice *prometheus.GaugeVec // program; absent until an ok accept
+
+	AuthorityPending *prometheus.GaugeVec // kind (AuthorityKinds)
 }
+
+// AuthorityKinds are the kinds of widening change the authority hold delays
+// (SPEC 10): the label values of treasuryd_authority_pending.
+var AuthorityKinds = []string{"allowlist", "compliance"}
 
 // New builds a fresh registry (never the global one) holding every metric,
 // plus the Go and process collectors.
@@ -154,6 +160,11 @@ func New(version string) *Metrics {
 			Help: "The program's target in base asset (absent when the program has none)."}, []string{"program"}),
 		ProgramAveragePrice: f.NewGaugeVec(prometheus.GaugeOpts{Name: "treasuryd_program_average_price",
 			Help: "Average price (quote asset per base asset) of the program's ok accepts."}, []string{"program"}),
+		AuthorityPending: f.NewGaugeVec(prometheus.GaugeOpts{Name: "treasuryd_authority_pending",
+			Help: "Widening policy changes waiting for authority.hold, by kind (allowlist, compliance)."}, []string{"kind"}),
+	}
+	for _, k := range AuthorityKinds {
+		m.AuthorityPending.WithLabelValues(k).Set(0)
 	}
 	m.BuildInfo.WithLabelValues(version, runtime.Version()).Set(1)
 	m.Paused.Set(0)

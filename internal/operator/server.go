@@ -32,6 +32,8 @@ type Sources struct {
 	Compliance  func() any
 	Withdrawals func() any
 	Reconcile   func() any
+	// Authority: the authority hold and the widening changes it holds.
+	Authority func() any
 	// Ready lists the readiness conditions by name.
 	Ready map[string]func() bool
 	// Alive reports whether the process's loops are running.
@@ -244,6 +246,7 @@ func (s *Server) status(w http.ResponseWriter, _ *http.Request) {
 		"compliance":     call(s.src.Compliance),
 		"withdrawals":    call(s.src.Withdrawals),
 		"reconciliation": call(s.src.Reconcile),
+		"authority":      call(s.src.Authority),
 	}
 	w.Header().Set("Content-Type", "application/json")
 	enc := json.NewEncoder(w)

@@ -63,6 +63,10 @@ const (
 	ReasonJournal        = "journal_unavailable"
 )
 
+// ReasonAuthorityHold: the rule's destination is a new allowlist entry not
+// yet in force; it waits authority.hold (SPEC 10).
+const ReasonAuthorityHold = "authority_hold"
+
 // RunOnce settles open withdrawals, then runs every rule of the current
 // policy once (SPEC 5.3). The schedule calls it; tests and the CLI may too.
 func (r *Rebalancer) RunOnce(ctx context.Context) error {
@@ -187,6 +191,12 @@ func (r *Rebalancer) runRule(ctx context.Context, pol *config.Policy, rule confi
 	}
 	if inFlight {
 		r.skip(rule, ReasonInFlight, "")
+		return nil
+	}
+	// A validated file lists every rule's destination, so one missing from
+	// the allowlist in force is a new entry the authority hold still holds.
+	if !pol.Allowed(rule.Asset, rule.Network, rule.Address) {
+		r.skip(rule, ReasonAuthorityHold, "the destination is a new allowlist entry, not payable until authority.hold has passed (see /status authority.pending)")
 		return nil
 	}
 	wasFetched := bal.fetched
@@ -417,7 +427,7 @@ func ruleFields(rule config.Rule, amount decimal.Decimal) []zap.Field {
 // reason changes, so a schedule of @every 5s does not repeat itself.
 func (r *Rebalancer) skip(rule config.Rule, reason, detail string) {
 	full := reason
-	if detail != "" && reason == ReasonCompliance {
+	if detail != "" && (reason == ReasonCompliance || reason == ReasonAuthorityHold) {
 		full = reason + ": " + detail
 	}
 	log := r.log.Debug
