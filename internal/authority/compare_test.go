@@ -179,7 +179,7 @@ func TestCompareJudgesEveryItemOfSpec10(t *testing.T) {
 				}
 			}},
 		{name: "verify_onchain endpoint changed", in: func(p *config.Policy) { p.Compliance.VerifyOnchain = onchain("https://rpc.one") },
-			edit: func(p *config.Policy) { p.Compliance.VerifyOnchain = onchain("https://rpc.attacker") },
+			edit:     func(p *config.Policy) { p.Compliance.VerifyOnchain = onchain("https://rpc.attacker") },
 			widening: []string{"compliance.verify_onchain=" + onchainFingerprint(onchain("https://rpc.attacker"))},
 			held: func(t *testing.T, eff *config.Policy) {
 				if got := eff.Compliance.VerifyOnchain.Chains[0].RPCURL.Reveal(); got != "https://rpc.one" {
