@@ -87,6 +87,18 @@ const (
 	maxDailyAccepts = 1 << 16
 	// dailyWindow is the rolling window of max_daily_notional.
 	dailyWindow = 24 * time.Hour
+	// MaxExpiryAhead is how far ahead a quote's expiry may lie (SPEC 5.2):
+	// the desk quotes for seconds, so a quote valid for longer is not one
+	// of its quotes, and the bound is what lets the accepted-id set below
+	// forget ids.
+	MaxExpiryAhead = 10 * time.Minute
+	// maxAcceptedIDs bounds a program's set of recently accepted quote ids
+	// (invariant 15). An id is kept until its quote's expiry lies
+	// MaxExpiryAhead in the past, so the set holds the accepts of some
+	// 10 minutes: 65,536 is over 100 accepts a second. The ids cannot be
+	// dropped early without risking a second accept of one, so a full set
+	// refuses quotes as invalid instead: the safe side.
+	maxAcceptedIDs = 1 << 16
 )
 
 // bpsExp scales basis points to a fraction: a basis point is 10^-4.
@@ -134,6 +146,18 @@ type Program struct {
 	thrOK      bool
 	thrA, thrB decimal.Decimal
 	thr        decimal.Decimal
+	// ids holds the ids of the quotes this program accepted (or, restored
+	// from the journal, an earlier process did) whose expiry lies less than
+	// MaxExpiryAhead in the past, each with its expiry in microseconds;
+	// idOrder is their insertion order from idHead on, for eviction.
+	ids     map[string]int64
+	idOrder []acceptedID
+	idHead  int
+}
+
+type acceptedID struct {
+	id           string
+	expiryMicros int64
 }
 
 type dailyEntry struct {
@@ -150,6 +174,7 @@ func NewProgram(accountID string, cfg config.Program) *Program {
 		sell:        cfg.Side == config.SideSell,
 		fixedBase:   !cfg.Size.IsZero(),
 		minValidity: int64(cfg.MinValidity),
+		ids:         map[string]int64{},
 	}
 	if p.fixedBase {
 		p.limitBound = cfg.LimitPrice.Mul(cfg.Size)
@@ -200,8 +225,20 @@ func (p *Program) Decide(q *astra.Quote, qErr error, env Env, now time.Time) Dec
 		return Decision{OutcomeInvalid, "quote quantities do not match the program"}
 	}
 	nowNanos := now.UnixNano()
+	if remainingNanos(q.ExpiryMicros, nowNanos) > int64(MaxExpiryAhead) {
+		return Decision{OutcomeInvalid, "quote expiry lies more than 10 minutes ahead"}
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if _, dup := p.ids[q.QuoteID]; dup {
+		return Decision{OutcomeInvalid, "quote id already accepted"}
+	}
+	if len(p.ids) >= maxAcceptedIDs {
+		p.evictIDs(nowNanos)
+		if len(p.ids) >= maxAcceptedIDs {
+			return Decision{OutcomeInvalid, "too many recently accepted quote ids to track"}
+		}
+	}
 	if p.refOn {
 		p.ref.evict(nowNanos)
 	}
@@ -360,6 +397,8 @@ func (p *Program) Commit(q *astra.Quote, now time.Time) {
 	defer p.mu.Unlock()
 	p.startCooldown(now)
 	p.addProgress(base, quote, now.UnixNano())
+	p.evictIDs(now.UnixNano())
+	p.addID(q.QuoteID, q.ExpiryMicros)
 }
 
 // CommitDryRun starts the cooldown for a dry-run would-be accept, in memory
@@ -403,6 +442,7 @@ func (p *Program) Restore(accepts []journal.Accept) {
 	p.hasAccept, p.lastAccept = false, time.Time{}
 	p.executed, p.dailySum = decimal.Zero, decimal.Zero
 	p.daily, p.dailyHead = nil, 0
+	p.ids, p.idOrder, p.idHead = map[string]int64{}, nil, 0
 	defer p.rooms()
 	if len(as) == 0 {
 		return
@@ -410,6 +450,16 @@ func (p *Program) Restore(accepts []journal.Accept) {
 	newest := as[len(as)-1].SentAt
 	p.startCooldown(newest)
 	horizon := newest.Add(-dailyWindow).UnixNano()
+	// Every journaled accept's id, whatever its result, blocks the id: an
+	// unknown one may have executed, and a refused one is not tried again.
+	// Those that expired MaxExpiryAhead before the newest accept are
+	// refused by the expiry rules anyway; the rest are evicted by time later.
+	idHorizon := newest.Add(-MaxExpiryAhead).UnixMicro()
+	for _, a := range as {
+		if a.QuoteID != "" && a.ExpiryMicros >= idHorizon {
+			p.addID(a.QuoteID, a.ExpiryMicros)
+		}
+	}
 	for _, a := range as {
 		if !a.Counts() {
 			continue
@@ -442,6 +492,33 @@ func (p *Program) addProgress(base, quote decimal.Decimal, atNanos int64) {
 	p.rooms()
 }
 
+// addID remembers an accepted quote id.
+func (p *Program) addID(id string, expiryMicros int64) {
+	if _, ok := p.ids[id]; ok {
+		return
+	}
+	p.ids[id] = expiryMicros
+	p.idOrder = append(p.idOrder, acceptedID{id: id, expiryMicros: expiryMicros})
+}
+
+// evictIDs forgets the accepted ids, oldest first, whose expiry lies
+// MaxExpiryAhead or more in the past: a quote carrying one again is refused
+// by the expiry rules (SPEC 5.2). Insertion order is near enough to expiry
+// order; an id behind a later-expiring one is kept a little longer.
+func (p *Program) evictIDs(nowNanos int64) {
+	horizon := (nowNanos - int64(MaxExpiryAhead)) / 1000
+	for p.idHead < len(p.idOrder) && p.idOrder[p.idHead].expiryMicros < horizon {
+		delete(p.ids, p.idOrder[p.idHead].id)
+		p.idOrder[p.idHead] = acceptedID{}
+		p.idHead++
+	}
+	if p.idHead > 0 && p.idHead >= len(p.idOrder)/2 {
+		n := copy(p.idOrder, p.idOrder[p.idHead:])
+		clear(p.idOrder[n:])
+		p.idOrder, p.idHead = p.idOrder[:n], 0
+	}
+}
+
 // rooms recomputes targetRoom and dailyRoom after progress changed.
 func (p *Program) rooms() {
 	p.targetRoom = p.cfg.Target.Sub(p.executed)
@@ -455,11 +532,16 @@ func (p *Program) adopt(old *Program) {
 	old.mu.Lock()
 	hasAccept, lastAccept, executed, dailySum := old.hasAccept, old.lastAccept, old.executed, old.dailySum
 	daily := append([]dailyEntry(nil), old.daily[old.dailyHead:]...)
+	idOrder := append([]acceptedID(nil), old.idOrder[old.idHead:]...)
 	old.mu.Unlock()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.hasAccept, p.lastAccept, p.executed, p.dailySum = hasAccept, lastAccept, executed, dailySum
 	p.daily, p.dailyHead = daily, 0
+	p.ids, p.idOrder, p.idHead = make(map[string]int64, len(idOrder)), nil, 0
+	for _, a := range idOrder {
+		p.addID(a.id, a.expiryMicros)
+	}
 	p.rooms()
 }
 

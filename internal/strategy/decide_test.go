@@ -2,7 +2,9 @@ package strategy
 
 import (
 	"errors"
+	"fmt"
 	"sort"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -58,7 +60,7 @@ func notionalProgram(side string) config.Program {
 // expires ttl after t0.
 func quoteAt(cfg config.Program, base, quote string, ttl time.Duration) *astra.Quote {
 	q := &astra.Quote{
-		QuoteID: "q-" + quote, AccountID: testAccount,
+		QuoteID: fmt.Sprintf("q-%s-%d", quote, quoteSeq.Add(1)), AccountID: testAccount,
 		ExpiryMicros: t0.Add(ttl).UnixMicro(), Signature: "sig",
 	}
 	if cfg.Side == config.SideSell {
@@ -68,6 +70,9 @@ func quoteAt(cfg config.Program, base, quote string, ttl time.Duration) *astra.Q
 	}
 	return q
 }
+
+// quoteSeq makes every test quote's id unique: a repeated id is invalid.
+var quoteSeq atomic.Int64
 
 // sized quotes a size-0.5 program at price (quote per base).
 func sized(cfg config.Program, price string, ttl time.Duration) *astra.Quote {
@@ -102,6 +107,34 @@ func TestDecideOutcomes(t *testing.T) {
 		{name: "invalid without a quote", cfg: sell, qErr: errors.New("undecodable"), want: OutcomeInvalid},
 		{name: "invalid when the fixed size does not match", cfg: sell,
 			quote: quoteAt(sell, "0.6", "39000", 5*time.Second), want: OutcomeInvalid},
+		{name: "invalid when the expiry lies more than 10 minutes ahead", cfg: sell,
+			quote: sized(sell, "65000", 10*time.Minute+time.Microsecond), want: OutcomeInvalid},
+		{name: "an expiry exactly 10 minutes ahead is valid", cfg: sell,
+			quote: sized(sell, "65000", 10*time.Minute), want: OutcomeAccepted},
+		{name: "invalid when the id was accepted by this process", cfg: sell,
+			setup: func(p *Program) { p.Commit(withID(sized(sell, "65000", 5*time.Second), "dup"), t0.Add(-time.Minute)) },
+			quote: withID(sized(sell, "65000", 5*time.Second), "dup"), want: OutcomeInvalid, reason: "quote id already accepted"},
+		{name: "invalid when the id was accepted, even if the desk refused it", cfg: sell,
+			setup: func(p *Program) {
+				q := withID(sized(sell, "65000", 5*time.Second), "dup")
+				p.Commit(q, t0.Add(-time.Minute))
+				p.Release(dec("0.5"), dec("32500"), t0.Add(-time.Minute))
+			},
+			quote: withID(sized(sell, "65000", 5*time.Second), "dup"), want: OutcomeInvalid},
+		{name: "invalid when the journal holds the id from an earlier process", cfg: sell,
+			setup: restoreID("dup", t0.Add(-time.Minute), t0.Add(-time.Minute+5*time.Second), journal.AcceptRejected),
+			quote: withID(sized(sell, "65000", 5*time.Second), "dup"), want: OutcomeInvalid, reason: "quote id already accepted"},
+		{name: "an id whose quote expired long before the newest accept is not restored", cfg: sell,
+			setup: func(p *Program) {
+				p.Restore([]journal.Accept{
+					{QuoteID: "dup", SentAt: t0.Add(-2 * time.Hour), ExpiryMicros: t0.Add(-2 * time.Hour).UnixMicro(), Result: journal.AcceptError},
+					{QuoteID: "other", SentAt: t0.Add(-time.Hour), ExpiryMicros: t0.Add(-time.Hour).UnixMicro(), Result: journal.AcceptError},
+				})
+			},
+			quote: withID(sized(sell, "65000", 5*time.Second), "dup"), want: OutcomeAccepted},
+		{name: "another id is accepted", cfg: sell,
+			setup: restoreID("dup", t0.Add(-time.Minute), t0.Add(-time.Minute+5*time.Second), journal.AcceptOK),
+			quote: withID(sized(sell, "65000", 5*time.Second), "fresh"), want: OutcomeAccepted},
 		{name: "paused", cfg: sell, quote: sized(sell, "65000", 5*time.Second),
 			env: func(e *Env) { e.Paused = true }, want: OutcomePaused},
 		{name: "compliance names the gate's reason", cfg: sell, quote: sized(sell, "65000", 5*time.Second),
@@ -126,10 +159,10 @@ func TestDecideOutcomes(t *testing.T) {
 		{name: "sell even window passes at mean times factor", cfg: sell, setup: window(sell, "64000", "65000", "67000", "90000"),
 			quote: sized(sell, "66013.2", 5*time.Second), want: OutcomeAccepted},
 		{name: "quotes older than the window do not count", cfg: sell, setup: func(p *Program) {
-			p.Decide(sized(sell, "70000", time.Hour), nil, openEnv(), t0.Add(-5*time.Minute))
+			p.Decide(sized(sell, "70000", 5*time.Minute), nil, openEnv(), t0.Add(-5*time.Minute))
 		}, quote: sized(sell, "65000", 5*time.Second), want: OutcomeAccepted},
 		{name: "invalid quotes do not join the window", cfg: sell, setup: func(p *Program) {
-			p.Decide(sized(sell, "70000", time.Hour), errors.New("bad"), openEnv(), t0.Add(-time.Second))
+			p.Decide(sized(sell, "70000", 5*time.Minute), errors.New("bad"), openEnv(), t0.Add(-time.Second))
 		}, quote: sized(sell, "65000", 5*time.Second), want: OutcomeAccepted},
 		{name: "buy over median minus bps", cfg: buy, setup: window(buy, "60000", "60000", "61000"),
 			quote: sized(buy, "59988.01", 5*time.Second), env: func(e *Env) { e.Balance = dec("100000") }, want: OutcomeReference},
@@ -198,7 +231,7 @@ func window(cfg config.Program, prices ...string) func(p *Program) {
 			at := t0.Add(-time.Duration(len(prices)-i) * time.Second)
 			env := openEnv()
 			env.Paused = true // the window takes every valid quote, whatever its outcome
-			p.Decide(sized(cfg, pr, time.Hour), nil, env, at)
+			p.Decide(sized(cfg, pr, 5*time.Minute), nil, env, at)
 		}
 	}
 }
@@ -214,6 +247,51 @@ func restore(cfg config.Program, base, quote string, at time.Time) func(p *Progr
 	}
 }
 
+func withID(q *astra.Quote, id string) *astra.Quote { q.QuoteID = id; return q }
+
+// restoreID loads one journaled accept of quote id, sent at `at`, whose quote
+// expired at expiry, with the given result (and no progress).
+func restoreID(id string, at, expiry time.Time, result string) func(p *Program) {
+	return func(p *Program) {
+		p.Restore([]journal.Accept{{QuoteID: id, SentAt: at, ExpiryMicros: expiry.UnixMicro(), Result: result}})
+	}
+}
+
+// TestAcceptedIDsAreForgottenAfterTheirExpiryBound: an accepted id is
+// remembered until its quote expired MaxExpiryAhead ago, and the set does
+// not grow with the accepts of more than that span.
+func TestAcceptedIDsAreForgottenAfterTheirExpiryBound(t *testing.T) {
+	cfg := sellProgram()
+	cfg.Cooldown, cfg.Target, cfg.MaxDailyNotional, cfg.Reference = 0, decimal.Zero, decimal.Zero, nil
+	p := NewProgram(testAccount, cfg)
+	q := withID(sized(cfg, "65000", 5*time.Second), "dup")
+	p.Commit(q, t0)
+	again := func(at time.Time) string {
+		q := withID(sized(cfg, "65000", 5*time.Second), "dup")
+		q.ExpiryMicros = at.Add(5 * time.Second).UnixMicro()
+		return p.Decide(q, nil, openEnv(), at).Outcome
+	}
+	if got := again(t0.Add(MaxExpiryAhead)); got != OutcomeInvalid {
+		t.Fatalf("10 minutes later: %s, want invalid", got)
+	}
+	// One accept a second for an hour: the set keeps about 10 minutes' worth.
+	for i := 1; i <= 3600; i++ {
+		at := t0.Add(time.Duration(i) * time.Second)
+		q := withID(sized(cfg, "65000", 5*time.Second), fmt.Sprint("id-", i))
+		q.ExpiryMicros = at.Add(5 * time.Second).UnixMicro()
+		p.Commit(q, at)
+	}
+	p.mu.Lock()
+	n := len(p.ids)
+	p.mu.Unlock()
+	if limit := int(MaxExpiryAhead/time.Second) + 10; n > limit {
+		t.Errorf("the set holds %d ids after an hour of accepts, want at most %d", n, limit)
+	}
+	if got := again(t0.Add(time.Hour)); got != OutcomeAccepted {
+		t.Errorf("an hour later: %s, want accepted (the id is forgotten)", got)
+	}
+}
+
 // TestDecideChecksInSpecOrder starts from a quote that fails every check and
 // repairs them one at a time: the outcome must walk the SPEC 5.2 list.
 func TestDecideChecksInSpecOrder(t *testing.T) {
@@ -225,7 +303,7 @@ func TestDecideChecksInSpecOrder(t *testing.T) {
 	// A reference window at 70,000, big enough that the quotes decided
 	// below (which join it) do not move its median.
 	for i := 0; i < 9; i++ {
-		p.Decide(sized(cfg, "70000", time.Hour), nil, Env{}, t0.Add(-time.Duration(20-i)*time.Second))
+		p.Decide(sized(cfg, "70000", 5*time.Minute), nil, Env{}, t0.Add(-time.Duration(20-i)*time.Second))
 	}
 	price := "60000"
 	ttl := 100 * time.Millisecond
@@ -239,7 +317,7 @@ func TestDecideChecksInSpecOrder(t *testing.T) {
 		{OutcomeInvalid, func() { qErr = nil }},
 		{OutcomePaused, func() { env.Paused = false }},
 		{OutcomeCompliance, func() { env.GateOpen = true }},
-		{OutcomeExpiring, func() { ttl = time.Hour }},
+		{OutcomeExpiring, func() { ttl = 5 * time.Minute }},
 		{OutcomeLimitPrice, func() { price = "65000" }},
 		{OutcomeReference, func() { price = "71000" }},
 		{OutcomeCooldown, func() { now = t0.Add(time.Minute) }},
@@ -295,7 +373,7 @@ func TestNotionalProgramComparesWithoutDividing(t *testing.T) {
 			cfg := notionalProgram(tt.side)
 			p := NewProgram(testAccount, cfg)
 			for i, b := range tt.window {
-				p.Decide(quoteAt(cfg, b, "32000", time.Hour), nil, Env{}, t0.Add(-time.Duration(10-i)*time.Second))
+				p.Decide(quoteAt(cfg, b, "32000", 5*time.Minute), nil, Env{}, t0.Add(-time.Duration(10-i)*time.Second))
 			}
 			env := openEnv()
 			env.Balance = dec("1000000")
@@ -324,7 +402,7 @@ func TestReferenceMedianMatchesSortedWindow(t *testing.T) {
 		seed = seed*6364136223846793005 + 1442695040888963407
 		price := decimal.New(int64(60000_00+seed>>40%1000000), -2) // 60000.00 .. 69999.99
 		now := t0.Add(time.Duration(i) * 20 * time.Millisecond)
-		q := sized(cfg, price.String(), time.Hour)
+		q := sized(cfg, price.String(), 5*time.Minute)
 		_, qty := p.Quantities(q)
 		p.Decide(q, nil, Env{}, now)
 		all = append(all, rec{now, qty})

@@ -600,3 +600,63 @@ func TestQuoteThatExpiresWhileJournaledIsNotSent(t *testing.T) {
 		}
 	}
 }
+
+// TestNoQuoteIDIsAcceptedTwice: invariant 15 — the desk sends the frame of
+// a quote already accepted again, to the same process and, after a restart,
+// to the next one: it is decided invalid and never journaled or sent twice.
+func TestNoQuoteIDIsAcceptedTwice(t *testing.T) {
+	rg := newRig(t, 5*time.Second, func(c *sim.DeskConfig) { c.QuoteTTL = 30 * time.Second })
+	cfg := liveSell("sell-btc")
+	cfg.Cooldown = 100 * time.Millisecond
+	pol := policy(cfg)
+	// lastAccepted is the frame of the newest accept the desk received:
+	// {"quote": <raw>} is the frame byte for byte as the desk wrote it.
+	lastAccepted := func() (frame []byte, id string) {
+		bodies := rg.desk.AcceptBodies()
+		frame = bodies[len(bodies)-1]
+		return frame, quoteID(t, quoteOf(t, frame))
+	}
+	resend := func(m *metrics.Metrics, frame []byte) {
+		t.Helper()
+		before := decisions(m, "sell-btc", OutcomeInvalid)
+		if !rg.desk.InjectFrames(frame, frame) {
+			t.Fatal("inject refused")
+		}
+		waitFor(t, "the resent frames decided invalid", 10*time.Second, func() bool {
+			return decisions(m, "sell-btc", OutcomeInvalid) >= before+2
+		})
+	}
+	once := func(id string) {
+		t.Helper()
+		n, sent := 0, 0
+		for _, a := range journalAccepts(t, rg.j, "sell-btc") {
+			if a.QuoteID == id {
+				n++
+			}
+		}
+		for _, b := range rg.desk.AcceptBodies() {
+			if quoteID(t, quoteOf(t, b)) == id {
+				sent++
+			}
+		}
+		if n != 1 || sent != 1 {
+			t.Fatalf("quote %s journaled %d times and sent %d times, want once", id, n, sent)
+		}
+	}
+
+	e1, m1 := rg.start(pol, nil)
+	waitFor(t, "a first accept", 10*time.Second, func() bool {
+		as := journalAccepts(t, rg.j, "sell-btc")
+		return len(as) > 0 && as[len(as)-1].Result == journal.AcceptOK
+	})
+	frame, id := lastAccepted()
+	resend(m1, frame)
+	once(id)
+	stop(t, e1)
+	// The newest accept of the first process, resent to the second, which
+	// knows it only from the journal.
+	frame, id = lastAccepted()
+	_, m2 := rg.start(pol, nil)
+	resend(m2, frame)
+	once(id)
+}
