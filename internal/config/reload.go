@@ -36,8 +36,9 @@ type Reloader struct {
 	onResult func(ok bool)
 	cur      atomic.Pointer[Policy]
 
-	mu   sync.Mutex // serialises reloads and subscriber calls
-	subs []func(old, new *Policy)
+	mu    sync.Mutex // serialises reloads and subscriber calls
+	preps []func(old, new *Policy) (commit func(), err error)
+	subs  []func(old, new *Policy)
 
 	life   sync.Mutex // guards the running watch below
 	cancel context.CancelFunc
@@ -70,6 +71,18 @@ func (r *Reloader) Subscribe(fn func(old, new *Policy)) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.subs = append(r.subs, fn)
+}
+
+// Prepare registers fn to be called for each valid new policy before it is
+// swapped in: fn builds whatever can fail and returns the commit that puts
+// it to use. When every fn succeeded the policy is swapped in and the
+// commits run (before the Subscribe callbacks); when one fails, the reload
+// is refused, no commit runs and the running policy stays. Calls are
+// serialised; fn must not call Reload.
+func (r *Reloader) Prepare(fn func(old, new *Policy) (commit func(), err error)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.preps = append(r.preps, fn)
 }
 
 // Reload validates the file now. A valid policy different from the running
@@ -113,8 +126,22 @@ func (r *Reloader) reload(trigger string) error {
 		r.onResult(false)
 		return ve
 	}
+	commits := make([]func(), 0, len(r.preps))
+	for _, prep := range r.preps {
+		commit, err := prep(old, p)
+		if err != nil {
+			r.log.Error("policy reload refused: preparing it failed; the running policy stays",
+				zap.String("trigger", trigger), zap.Error(err))
+			r.onResult(false)
+			return fmt.Errorf("prepare policy: %w", err)
+		}
+		commits = append(commits, commit)
+	}
 	r.cur.Store(p)
 	r.log.Info("policy reloaded", zap.String("trigger", trigger))
+	for _, commit := range commits {
+		commit()
+	}
 	for _, fn := range r.subs {
 		fn(old, p)
 	}

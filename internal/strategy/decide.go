@@ -1,6 +1,6 @@
 // Package strategy decides, for every quote a program's stream delivers,
-// whether to accept it (SPEC 5.2), and runs the accept path: journal the
-// accept, send the quote back byte for byte, journal the result.
+// whether to accept it (SPEC 5.2): the decision alone, pure, with no I/O.
+// The accept path (internal/trade) and replay (internal/replay) both run it.
 //
 // The decision (Program.Decide) is a pure function of the program's state,
 // the quote, the outside state in Env and the clock, so that `replay` runs the
@@ -20,7 +20,6 @@ import (
 
 	"treasuryd/internal/astra"
 	"treasuryd/internal/config"
-	"treasuryd/internal/journal"
 )
 
 // Outcomes of a decision, checked in exactly this order; the first failing
@@ -306,6 +305,12 @@ func (p *Program) decideLocked(q *astra.Quote, base, quote decimal.Decimal, env 
 	return Decision{OutcomeAccepted, "all checks passed"}
 }
 
+// Remaining is the time left before a quote expiring at expiryMicros (Unix
+// microseconds), as the decision computes it: negative once expired.
+func Remaining(expiryMicros int64, now time.Time) time.Duration {
+	return time.Duration(remainingNanos(expiryMicros, now.UnixNano()))
+}
+
 // remainingNanos is expiry − now in nanoseconds, saturating instead of
 // overflowing for absurd expiries.
 func remainingNanos(expiryMicros, nowNanos int64) int64 {
@@ -430,11 +435,23 @@ func (p *Program) Release(baseQty, quoteQty decimal.Decimal, at time.Time) {
 	p.rooms()
 }
 
+// PastAccept is an accept made before, as Restore reads it from the journal.
+type PastAccept struct {
+	QuoteID           string
+	BaseQty, QuoteQty decimal.Decimal
+	SentAt            time.Time
+	ExpiryMicros      int64
+	// Counts: the accept executed or may have (ok, pending, unknown), so
+	// caps and targets count it.
+	Counts bool
+}
+
 // Restore rebuilds the progress from the program's journaled accepts at
 // start: executed base and 24h notional from those that count (ok, pending,
-// unknown), the cooldown from the newest accept whatever its result.
-func (p *Program) Restore(accepts []journal.Accept) {
-	as := make([]journal.Accept, len(accepts))
+// unknown), the cooldown from the newest accept whatever its result, and
+// the recently accepted quote ids.
+func (p *Program) Restore(accepts []PastAccept) {
+	as := make([]PastAccept, len(accepts))
 	copy(as, accepts)
 	sort.SliceStable(as, func(i, j int) bool { return as[i].SentAt.Before(as[j].SentAt) })
 	p.mu.Lock()
@@ -461,7 +478,7 @@ func (p *Program) Restore(accepts []journal.Accept) {
 		}
 	}
 	for _, a := range as {
-		if !a.Counts() {
+		if !a.Counts {
 			continue
 		}
 		at := a.SentAt.UnixNano()
@@ -525,10 +542,10 @@ func (p *Program) rooms() {
 	p.dailyRoom = p.cfg.MaxDailyNotional.Sub(p.dailySum)
 }
 
-// adopt takes over old's progress (cooldown, executed base, 24h notional):
-// a program changed by a reload keeps what it has done. The reference window
-// starts empty, as its rules may have changed.
-func (p *Program) adopt(old *Program) {
+// Adopt takes over old's progress (cooldown, executed base, 24h notional,
+// accepted quote ids): a program changed by a reload keeps what it has done.
+// The reference window starts empty, as its rules may have changed.
+func (p *Program) Adopt(old *Program) {
 	old.mu.Lock()
 	hasAccept, lastAccept, executed, dailySum := old.hasAccept, old.lastAccept, old.executed, old.dailySum
 	daily := append([]dailyEntry(nil), old.daily[old.dailyHead:]...)

@@ -12,7 +12,6 @@ import (
 
 	"treasuryd/internal/astra"
 	"treasuryd/internal/config"
-	"treasuryd/internal/journal"
 )
 
 const testAccount = "3b7a5c1e-0f4e-4a51-9a6e-1f0c2d3e4f50"
@@ -122,18 +121,18 @@ func TestDecideOutcomes(t *testing.T) {
 			},
 			quote: withID(sized(sell, "65000", 5*time.Second), "dup"), want: OutcomeInvalid},
 		{name: "invalid when the journal holds the id from an earlier process", cfg: sell,
-			setup: restoreID("dup", t0.Add(-time.Minute), t0.Add(-time.Minute+5*time.Second), journal.AcceptRejected),
+			setup: restoreID("dup", t0.Add(-time.Minute), t0.Add(-time.Minute+5*time.Second), false),
 			quote: withID(sized(sell, "65000", 5*time.Second), "dup"), want: OutcomeInvalid, reason: "quote id already accepted"},
 		{name: "an id whose quote expired long before the newest accept is not restored", cfg: sell,
 			setup: func(p *Program) {
-				p.Restore([]journal.Accept{
-					{QuoteID: "dup", SentAt: t0.Add(-2 * time.Hour), ExpiryMicros: t0.Add(-2 * time.Hour).UnixMicro(), Result: journal.AcceptError},
-					{QuoteID: "other", SentAt: t0.Add(-time.Hour), ExpiryMicros: t0.Add(-time.Hour).UnixMicro(), Result: journal.AcceptError},
+				p.Restore([]PastAccept{
+					{QuoteID: "dup", SentAt: t0.Add(-2 * time.Hour), ExpiryMicros: t0.Add(-2 * time.Hour).UnixMicro(), Counts: false /* error */},
+					{QuoteID: "other", SentAt: t0.Add(-time.Hour), ExpiryMicros: t0.Add(-time.Hour).UnixMicro(), Counts: false /* error */},
 				})
 			},
 			quote: withID(sized(sell, "65000", 5*time.Second), "dup"), want: OutcomeAccepted},
 		{name: "another id is accepted", cfg: sell,
-			setup: restoreID("dup", t0.Add(-time.Minute), t0.Add(-time.Minute+5*time.Second), journal.AcceptOK),
+			setup: restoreID("dup", t0.Add(-time.Minute), t0.Add(-time.Minute+5*time.Second), true),
 			quote: withID(sized(sell, "65000", 5*time.Second), "fresh"), want: OutcomeAccepted},
 		{name: "paused", cfg: sell, quote: sized(sell, "65000", 5*time.Second),
 			env: func(e *Env) { e.Paused = true }, want: OutcomePaused},
@@ -243,17 +242,17 @@ func commitAt(cfg config.Program, at time.Time) func(p *Program) {
 // restore loads one counted accept of base/quote sent at `at`.
 func restore(cfg config.Program, base, quote string, at time.Time) func(p *Program) {
 	return func(p *Program) {
-		p.Restore([]journal.Accept{{Program: cfg.Name, BaseQty: dec(base), QuoteQty: dec(quote), SentAt: at, Result: journal.AcceptOK}})
+		p.Restore([]PastAccept{{BaseQty: dec(base), QuoteQty: dec(quote), SentAt: at, Counts: true /* ok */}})
 	}
 }
 
 func withID(q *astra.Quote, id string) *astra.Quote { q.QuoteID = id; return q }
 
 // restoreID loads one journaled accept of quote id, sent at `at`, whose quote
-// expired at expiry, with the given result (and no progress).
-func restoreID(id string, at, expiry time.Time, result string) func(p *Program) {
+// expired at expiry, executed (counts) or not (and with no quantities).
+func restoreID(id string, at, expiry time.Time, counts bool) func(p *Program) {
 	return func(p *Program) {
-		p.Restore([]journal.Accept{{QuoteID: id, SentAt: at, ExpiryMicros: expiry.UnixMicro(), Result: result}})
+		p.Restore([]PastAccept{{QuoteID: id, SentAt: at, ExpiryMicros: expiry.UnixMicro(), Counts: counts}})
 	}
 }
 
@@ -299,7 +298,7 @@ func TestDecideChecksInSpecOrder(t *testing.T) {
 	cfg.Target = dec("10")
 	p := NewProgram(testAccount, cfg)
 	// Progress: 9.6 executed, 99,990 notional, last accept 1s before t0.
-	p.Restore([]journal.Accept{{BaseQty: dec("9.6"), QuoteQty: dec("99990"), SentAt: t0.Add(-time.Second), Result: journal.AcceptUnknown}})
+	p.Restore([]PastAccept{{BaseQty: dec("9.6"), QuoteQty: dec("99990"), SentAt: t0.Add(-time.Second), Counts: true /* unknown */}})
 	// A reference window at 70,000, big enough that the quotes decided
 	// below (which join it) do not move its median.
 	for i := 0; i < 9; i++ {
@@ -459,13 +458,13 @@ func TestReleaseTakesBackProgress(t *testing.T) {
 func TestRestoreCountsOnlyExecutedAccepts(t *testing.T) {
 	cfg := sellProgram()
 	p := NewProgram(testAccount, cfg)
-	p.Restore([]journal.Accept{
-		{BaseQty: dec("0.5"), QuoteQty: dec("32000"), SentAt: t0.Add(-48 * time.Hour), Result: journal.AcceptOK},
-		{BaseQty: dec("0.5"), QuoteQty: dec("32100"), SentAt: t0.Add(-3 * time.Hour), Result: journal.AcceptUnknown},
-		{BaseQty: dec("0.5"), QuoteQty: dec("32200"), SentAt: t0.Add(-2 * time.Hour), Result: journal.AcceptPending},
-		{BaseQty: dec("0.5"), QuoteQty: dec("32300"), SentAt: t0.Add(-90 * time.Minute), Result: journal.AcceptRejected},
-		{BaseQty: dec("0.5"), QuoteQty: dec("32400"), SentAt: t0.Add(-80 * time.Minute), Result: journal.AcceptMissing},
-		{BaseQty: dec("0.5"), QuoteQty: dec("32500"), SentAt: t0.Add(-10 * time.Second), Result: journal.AcceptError},
+	p.Restore([]PastAccept{
+		{BaseQty: dec("0.5"), QuoteQty: dec("32000"), SentAt: t0.Add(-48 * time.Hour), Counts: true /* ok */},
+		{BaseQty: dec("0.5"), QuoteQty: dec("32100"), SentAt: t0.Add(-3 * time.Hour), Counts: true /* unknown */},
+		{BaseQty: dec("0.5"), QuoteQty: dec("32200"), SentAt: t0.Add(-2 * time.Hour), Counts: true /* pending */},
+		{BaseQty: dec("0.5"), QuoteQty: dec("32300"), SentAt: t0.Add(-90 * time.Minute), Counts: false /* rejected */},
+		{BaseQty: dec("0.5"), QuoteQty: dec("32400"), SentAt: t0.Add(-80 * time.Minute), Counts: false /* missing */},
+		{BaseQty: dec("0.5"), QuoteQty: dec("32500"), SentAt: t0.Add(-10 * time.Second), Counts: false /* error */},
 	})
 	pr := p.Progress(t0)
 	if !pr.Executed.Equal(dec("1.5")) {

@@ -1,11 +1,10 @@
-package strategy
+package trade
 
 import (
 	"bytes"
 	"context"
 	"fmt"
 	"io"
-	"maps"
 	"net/http"
 	"net/http/httptrace"
 	"os"
@@ -26,17 +25,19 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"treasuryd/internal/astra"
+	"treasuryd/internal/balances"
 	"treasuryd/internal/config"
 	"treasuryd/internal/journal"
 	"treasuryd/internal/metrics"
 	"treasuryd/internal/sim"
+	"treasuryd/internal/strategy"
 )
 
 // The SPEC 8 load scenarios against the simulator. They are slow and
 // heavy, so they run only with TREASURYD_LOAD=1:
 //
-//	TREASURYD_LOAD=1 go test -run '^$' -bench BenchmarkLoad200Programs -benchtime 1x ./internal/strategy/
-//	TREASURYD_LOAD=1 go test -run '^Test1000Streams$' -v ./internal/strategy/
+//	TREASURYD_LOAD=1 go test -run '^$' -bench BenchmarkLoad200Programs -benchtime 1x ./internal/trade/
+//	TREASURYD_LOAD=1 go test -run '^Test1000Streams$' -v ./internal/trade/
 //
 // TREASURYD_LOAD_SECONDS sets how long the 200-program run lasts (default
 // 20). TestLoadHarnessTimesEveryAccept runs the same harness briefly in CI.
@@ -155,9 +156,9 @@ type probe struct {
 func newProbe() *probe { return &probe{outcomes: map[string]int{}} }
 
 // record is the engine's Recorder.
-func (p *probe) record(_ string, frame []byte, at time.Time, _ Env, outcome string) {
+func (p *probe) record(_ string, frame []byte, at time.Time, _ strategy.Env, outcome string) {
 	took := time.Since(at)
-	if outcome == OutcomeAccepted {
+	if outcome == strategy.OutcomeAccepted {
 		p.read.Store(quoteIDOf(frame), at)
 	}
 	p.mu.Lock()
@@ -165,7 +166,7 @@ func (p *probe) record(_ string, frame []byte, at time.Time, _ Env, outcome stri
 		p.phases[at.UnixNano()%int64(p.cycle)/int64(time.Millisecond)]++
 	}
 	p.outcomes[outcome]++
-	if outcome != OutcomeAccepted {
+	if outcome != strategy.OutcomeAccepted {
 		p.decided = append(p.decided, took)
 	}
 	p.mu.Unlock()
@@ -330,15 +331,22 @@ func (lr loadRun) run(tb testing.TB) loadResult {
 	if lr.spread {
 		pol = &config.Policy{AccountID: testAccount}
 	}
+	book := balances.New(balances.Options{Log: lr.logger, Metrics: m, Desk: client, Every: lr.balanceEvery})
+	if err := book.Start(context.Background()); err != nil {
+		tb.Fatal(err)
+	}
+	defer book.Stop(context.Background())
 	e := New(Deps{Log: lr.logger, Metrics: m, Journal: probeJournal{Journal: j, p: p}, Desk: probeDesk{Desk: client, p: p},
-		Policy: pol, BalanceEvery: lr.balanceEvery, Recorder: p.record})
+		Book: book, Policy: pol, Recorder: p.record})
 	if err := e.Start(context.Background()); err != nil {
 		tb.Fatal(err)
 	}
 	if lr.spread {
 		step := lr.interval / time.Duration(lr.programs)
 		for i := range programs {
-			e.Apply(&config.Policy{AccountID: testAccount, Programs: programs[:i+1]})
+			if err := e.Apply(&config.Policy{AccountID: testAccount, Programs: programs[:i+1]}); err != nil {
+				tb.Fatal(err)
+			}
 			for n := time.Now(); desk.OpenStreams() <= i || time.Since(n) < step; {
 				time.Sleep(step / 4)
 			}
@@ -358,9 +366,9 @@ func (lr loadRun) run(tb testing.TB) loadResult {
 	}
 	tb.Cleanup(stopEngine)
 	deadline := time.Now().Add(30 * time.Second)
-	for desk.OpenStreams() < lr.programs || !e.Ready() {
+	for desk.OpenStreams() < lr.programs || !book.Ready() {
 		if time.Now().After(deadline) {
-			tb.Fatalf("%d of %d streams open, ready %v after 30s", desk.OpenStreams(), lr.programs, e.Ready())
+			tb.Fatalf("%d of %d streams open, ready %v after 30s", desk.OpenStreams(), lr.programs, book.Ready())
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -534,10 +542,10 @@ func TestLoadHarnessTimesEveryAccept(t *testing.T) {
 	// The samples were reset once every stream was up: an accept under way
 	// then is counted on one side only, at most one per program.
 	within := func(a, b int) bool { return a-b <= programs && b-a <= programs }
-	if !within(len(p.sent), int(res.accepted)) || !within(len(p.sent), p.outcomes[OutcomeAccepted]) ||
+	if !within(len(p.sent), int(res.accepted)) || !within(len(p.sent), p.outcomes[strategy.OutcomeAccepted]) ||
 		!within(len(p.sent), len(p.handoff)) {
 		t.Errorf("%d accepts timed, %d hand-offs, %d accepted decisions, accepts_total %v",
-			len(p.sent), len(p.handoff), p.outcomes[OutcomeAccepted], res.accepted)
+			len(p.sent), len(p.handoff), p.outcomes[strategy.OutcomeAccepted], res.accepted)
 	}
 	for _, d := range p.sent {
 		if d <= 0 || d > 10*time.Second {
@@ -546,7 +554,7 @@ func TestLoadHarnessTimesEveryAccept(t *testing.T) {
 	}
 	decided := 0
 	for o, n := range p.outcomes {
-		if o != OutcomeAccepted {
+		if o != strategy.OutcomeAccepted {
 			decided += n
 		}
 	}
@@ -675,7 +683,13 @@ func streamsChild(t *testing.T) {
 	for i := range programs {
 		programs[i].Cooldown = 10 * time.Second
 	}
-	e := New(Deps{Log: productionLogger(t), Metrics: metrics.New("load"), Journal: j, Desk: client,
+	m := metrics.New("load")
+	book := balances.New(balances.Options{Log: productionLogger(t), Metrics: m, Desk: client})
+	if err := book.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer book.Stop(context.Background())
+	e := New(Deps{Log: productionLogger(t), Metrics: m, Journal: j, Desk: client, Book: book,
 		Policy: &config.Policy{AccountID: testAccount, Programs: programs}})
 	if err := e.Start(context.Background()); err != nil {
 		t.Fatal(err)
@@ -743,46 +757,4 @@ func (l *lockedBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
-}
-
-// TestBalancesHoldAndDropMatchRecompute proves the incremental bookkeeping
-// of hold and drop (which keeps the decision path O(1) however many settled
-// holds wait for the next poll) always equals a full recompute from the
-// poll and the holds.
-func TestBalancesHoldAndDropMatchRecompute(t *testing.T) {
-	var b balances
-	b.init(metrics.New("test"))
-	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	b.install([]astra.Balance{{Symbol: "BTC", Amount: dec("5")}, {Symbol: "USD", Amount: dec("250000.5")}}, at)
-	assets := []string{"BTC", "USD", "ETH"} // ETH: not in the poll, a known zero
-	var ids []uint64
-	seed := uint64(7)
-	next := func(n uint64) uint64 { seed = seed*6364136223846793005 + 1442695040888963407; return seed >> 33 % n }
-	for i := 0; i < 2000; i++ {
-		at = at.Add(time.Millisecond)
-		switch op := next(10); {
-		case op < 5 || len(ids) == 0:
-			qty := decimal.New(int64(next(100000)+1), -int32(next(9)))
-			ids = append(ids, b.hold(assets[next(3)], qty))
-		case op < 7:
-			k := next(uint64(len(ids)))
-			b.drop(ids[k])
-			b.drop(ids[k]) // twice: the second must change nothing
-			ids = append(ids[:k], ids[k+1:]...)
-		case op < 9:
-			b.settle(ids[next(uint64(len(ids)))], at)
-		default:
-			b.install([]astra.Balance{{Symbol: "BTC", Amount: dec("4.5")}, {Symbol: "USD", Amount: dec("250000.5")}}, at.Add(-5*time.Millisecond))
-		}
-		b.mu.Lock()
-		got := maps.Clone(b.eff)
-		b.recompute()
-		want := b.eff
-		b.mu.Unlock()
-		for _, a := range assets {
-			if !got[a].Equal(want[a]) {
-				t.Fatalf("step %d: %s is %s incrementally, %s recomputed", i, a, got[a], want[a])
-			}
-		}
-	}
 }
