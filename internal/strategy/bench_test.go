@@ -1,6 +1,7 @@
 package strategy
 
 import (
+	"runtime"
 	"testing"
 	"time"
 
@@ -54,8 +55,11 @@ func BenchmarkDecisionPath(b *testing.B) {
 		p.Decide(&q, nil, env, now)
 	}
 	counts := map[string]int{}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	b.ReportAllocs()
 	b.ResetTimer()
+	cpu0, cpuOK := threadCPU()
 	for i := 0; i < b.N; i++ {
 		now := t0.Add(time.Duration(300+i) * time.Second)
 		err := decodeAt(b, frames[i%len(frames)], now, &q)
@@ -66,6 +70,9 @@ func BenchmarkDecisionPath(b *testing.B) {
 		counts[d.Outcome]++
 	}
 	b.StopTimer()
+	if cpu1, ok := threadCPU(); ok && cpuOK {
+		b.ReportMetric(float64(cpu1-cpu0)/float64(b.N), "cpu-ns/op")
+	}
 	for _, o := range Outcomes {
 		if counts[o] > 0 {
 			b.ReportMetric(float64(counts[o])/float64(b.N), o+"/op")

@@ -354,7 +354,7 @@ func (p *Program) beatsReference(base, quote decimal.Decimal) bool {
 	}
 	var c int
 	if p.fixedBase {
-		a, b := w.sorted[(n-1)/2], w.sorted[n/2]
+		a, b := w.key((n-1)/2), w.key(n/2)
 		if !p.thrOK || cmp(a, p.thrA) != 0 || cmp(b, p.thrB) != 0 {
 			if n%2 == 1 {
 				p.thr = a.Mul(p.refFactor)
@@ -368,9 +368,9 @@ func (p *Program) beatsReference(base, quote decimal.Decimal) bool {
 		// c compares price with median × factor: N/b vs factor·N/b_m is
 		// b_m vs factor·b, and the even case multiplies both sides out.
 		if n%2 == 1 {
-			c = cmp(w.sorted[n/2], base.Mul(p.refFactor))
+			c = cmp(w.key(n/2), base.Mul(p.refFactor))
 		} else {
-			a, b := w.sorted[n/2-1], w.sorted[n/2]
+			a, b := w.key(n/2-1), w.key(n/2)
 			c = cmp(two.Mul(a).Mul(b), base.Mul(p.refFactor).Mul(a.Add(b)))
 		}
 	}
@@ -594,68 +594,4 @@ func (p *Program) Progress(now time.Time) Progress {
 		pr.LastAccept = p.lastAccept
 	}
 	return pr
-}
-
-// refWindow holds the keys (the varying quantity: quote for size programs,
-// base for notional ones) of the valid quotes of the last reference.window,
-// in arrival order (a ring, for eviction) and sorted (for the median). An
-// insert or eviction is a binary search and one memmove, never a sort.
-type refWindow struct {
-	window int64 // nanoseconds
-	at     []int64
-	keys   []decimal.Decimal
-	head   int // index of the oldest entry in at/keys
-	n      int
-	sorted []decimal.Decimal
-}
-
-func (w *refWindow) evict(nowNanos int64) {
-	horizon := nowNanos - w.window
-	for w.n > 0 && w.at[w.head] <= horizon {
-		w.pop()
-	}
-}
-
-func (w *refWindow) pop() {
-	k := w.keys[w.head]
-	w.keys[w.head] = decimal.Decimal{}
-	w.head = (w.head + 1) % len(w.at)
-	w.n--
-	i := sort.Search(len(w.sorted), func(i int) bool { return cmp(w.sorted[i], k) >= 0 })
-	copy(w.sorted[i:], w.sorted[i+1:])
-	w.sorted[len(w.sorted)-1] = decimal.Decimal{}
-	w.sorted = w.sorted[:len(w.sorted)-1]
-}
-
-func (w *refWindow) insert(nowNanos int64, k decimal.Decimal) {
-	if w.n == refCapacity {
-		w.pop()
-	}
-	if w.n == len(w.at) {
-		w.grow()
-	}
-	tail := (w.head + w.n) % len(w.at)
-	w.at[tail], w.keys[tail] = nowNanos, k
-	w.n++
-	i := sort.Search(len(w.sorted), func(i int) bool { return cmp(w.sorted[i], k) > 0 })
-	w.sorted = append(w.sorted, decimal.Decimal{})
-	copy(w.sorted[i+1:], w.sorted[i:])
-	w.sorted[i] = k
-}
-
-// grow doubles the ring (up to refCapacity), unrolling it to start at 0.
-func (w *refWindow) grow() {
-	size := min(max(2*len(w.at), 16), refCapacity)
-	at := make([]int64, size)
-	keys := make([]decimal.Decimal, size)
-	for i := 0; i < w.n; i++ {
-		j := (w.head + i) % len(w.at)
-		at[i], keys[i] = w.at[j], w.keys[j]
-	}
-	w.at, w.keys, w.head = at, keys, 0
-	if cap(w.sorted) < size {
-		s := make([]decimal.Decimal, len(w.sorted), size)
-		copy(s, w.sorted)
-		w.sorted = s
-	}
 }
