@@ -122,10 +122,16 @@ type Program struct {
 	// sizeReserve is size + reserve for a size sell program: the balance the
 	// base asset must have.
 	sizeReserve decimal.Decimal
-	refOn       bool
+	// The same bounds with their fixed forms, compared as integers.
+	limitBoundN, sizeN, notionalN, sizeReserveN, reserveN num
+	refOn                                          bool
 	refFactor   decimal.Decimal // 1 ± min_improvement_bps/10000
 	refHalf     decimal.Decimal // refFactor / 2, for an even window's median
-	minValidity int64           // nanoseconds
+	// refFactorF is refFactor × 10^18 when that is a whole number below
+	// 2^64 (refFactorOK): the reference test then runs on fixed forms.
+	refFactorF  uint64
+	refFactorOK bool
+	minValidity int64 // nanoseconds
 
 	mu         sync.Mutex
 	hasAccept  bool
@@ -136,8 +142,8 @@ type Program struct {
 	dailySum   decimal.Decimal
 	// targetRoom (target − executed) and dailyRoom (cap − dailySum) change
 	// only when progress does, so a decision compares instead of adding.
-	targetRoom decimal.Decimal
-	dailyRoom  decimal.Decimal
+	targetRoom num
+	dailyRoom  num
 	ref        refWindow
 	// The reference threshold of a size program for the median keys
 	// thrA, thrB (equal for an odd count): the median rarely moves between
@@ -179,6 +185,8 @@ func NewProgram(accountID string, cfg config.Program) *Program {
 		p.limitBound = cfg.LimitPrice.Mul(cfg.Size)
 		p.sizeReserve = cfg.Size.Add(cfg.Reserve)
 	}
+	p.limitBoundN, p.sizeN, p.notionalN = newNum(p.limitBound), newNum(cfg.Size), newNum(cfg.Notional)
+	p.sizeReserveN, p.reserveN = newNum(p.sizeReserve), newNum(cfg.Reserve)
 	if cfg.Reference != nil && cfg.Reference.Window > 0 {
 		p.refOn = true
 		imp := cfg.Reference.MinImprovementBps.Shift(bpsExp)
@@ -188,6 +196,9 @@ func NewProgram(accountID string, cfg config.Program) *Program {
 			p.refFactor = decimal.NewFromInt(1).Sub(imp)
 		}
 		p.refHalf = p.refFactor.Mul(half)
+		if f, ok := toFixed(p.refFactor); ok && f.hi == 0 {
+			p.refFactorF, p.refFactorOK = f.lo, true
+		}
 		p.ref.window = int64(cfg.Reference.Window)
 	}
 	p.rooms()
@@ -216,9 +227,10 @@ func (p *Program) Decide(q *astra.Quote, qErr error, env Env, now time.Time) Dec
 	if qErr != nil || q == nil {
 		return Decision{OutcomeInvalid, "quote failed validation"}
 	}
-	base, quote := p.Quantities(q)
-	if base.Sign() <= 0 || quote.Sign() <= 0 || (p.fixedBase && cmp(base, p.cfg.Size) != 0) ||
-		(!p.fixedBase && cmp(quote, p.cfg.Notional) != 0) {
+	b, qt := p.Quantities(q)
+	base, quote := newNum(b), newNum(qt)
+	if b.Sign() <= 0 || qt.Sign() <= 0 || (p.fixedBase && base.cmp(p.sizeN) != 0) ||
+		(!p.fixedBase && quote.cmp(p.notionalN) != 0) {
 		// quotes.Validate refuses these; checked again because the
 		// precomputed bounds below rely on the fixed side.
 		return Decision{OutcomeInvalid, "quote quantities do not match the program"}
@@ -252,7 +264,7 @@ func (p *Program) Decide(q *astra.Quote, qErr error, env Env, now time.Time) Dec
 	return d
 }
 
-func (p *Program) decideLocked(q *astra.Quote, base, quote decimal.Decimal, env Env, now time.Time, nowNanos int64) Decision {
+func (p *Program) decideLocked(q *astra.Quote, base, quote num, env Env, now time.Time, nowNanos int64) Decision {
 	if env.Paused {
 		return Decision{OutcomePaused, "paused by the kill switch"}
 	}
@@ -278,7 +290,7 @@ func (p *Program) decideLocked(q *astra.Quote, base, quote decimal.Decimal, env 
 	if p.hasAccept && now.Sub(p.lastAccept) < p.cfg.Cooldown {
 		return Decision{OutcomeCooldown, "within cooldown of the last accept"}
 	}
-	if !p.cfg.Target.IsZero() && cmp(base, p.targetRoom) > 0 {
+	if !p.cfg.Target.IsZero() && base.cmp(p.targetRoom) > 0 {
 		return Decision{OutcomeTargetReached, "executed base plus this quote would exceed target"}
 	}
 	if !p.cfg.MaxDailyNotional.IsZero() {
@@ -286,7 +298,7 @@ func (p *Program) decideLocked(q *astra.Quote, base, quote decimal.Decimal, env 
 		if len(p.daily)-p.dailyHead >= maxDailyAccepts {
 			return Decision{OutcomeDailyCap, "too many accepts in the last 24h to track"}
 		}
-		if cmp(quote, p.dailyRoom) > 0 {
+		if quote.cmp(p.dailyRoom) > 0 {
 			return Decision{OutcomeDailyCap, "24h notional plus this quote would exceed max_daily_notional"}
 		}
 	}
@@ -326,12 +338,13 @@ func remainingNanos(expiryMicros, nowNanos int64) int64 {
 
 // withinLimit: sell accepts price >= limit, buy price <= limit, with price =
 // quote/base compared as quote vs limit × base.
-func (p *Program) withinLimit(base, quote decimal.Decimal) bool {
-	bound := p.limitBound
-	if !p.fixedBase {
-		bound = p.cfg.LimitPrice.Mul(base)
+func (p *Program) withinLimit(base, quote num) bool {
+	var c int
+	if p.fixedBase {
+		c = quote.cmp(p.limitBoundN)
+	} else {
+		c = cmp(quote.d, p.cfg.LimitPrice.Mul(base.d))
 	}
-	c := cmp(quote, bound)
 	if p.sell {
 		return c >= 0
 	}
@@ -346,14 +359,19 @@ func (p *Program) withinLimit(base, quote decimal.Decimal) bool {
 //   - notional program (quote fixed at N): price_i = N/b_i, ordered inversely
 //     to b_i, so the median price is N/b_m (odd count) or
 //     N(b_a+b_b)/(2·b_a·b_b) (even count), and the test cross-multiplies.
-func (p *Program) beatsReference(base, quote decimal.Decimal) bool {
+func (p *Program) beatsReference(baseN, quoteN num) bool {
 	w := &p.ref
-	n := len(w.sorted)
+	n := w.Len()
 	if n == 0 {
 		return true
 	}
+	base, quote := baseN.d, quoteN.d
 	var c int
-	if p.fixedBase {
+	if ea, eb := w.entry((n-1)/2), w.entry(n/2); p.fixedBase && p.refFactorOK && ea.exact && eb.exact && quoteN.ok {
+		// In fixed forms: Q ≥ (a+b)/2 × factor (a = b for an odd count)
+		// is 2·Q·10^18 ≥ (a+b)·factor·10^18, exact in 192 bits.
+		c = quoteN.f.mul(2 * fixedOne).cmp(ea.f.add(eb.f).mul(p.refFactorF))
+	} else if p.fixedBase {
 		a, b := w.key((n-1)/2), w.key(n/2)
 		if !p.thrOK || cmp(a, p.thrA) != 0 || cmp(b, p.thrB) != 0 {
 			if n%2 == 1 {
@@ -382,15 +400,19 @@ func (p *Program) beatsReference(base, quote decimal.Decimal) bool {
 
 // keepsReserve: the balance of the asset sold minus the amount sold must stay
 // at or above reserve.
-func (p *Program) keepsReserve(base, quote, balance decimal.Decimal) bool {
+func (p *Program) keepsReserve(base, quote num, balance decimal.Decimal) bool {
+	bal := newNum(balance)
 	if p.sell && p.fixedBase {
-		return cmp(balance, p.sizeReserve) >= 0
+		return bal.cmp(p.sizeReserveN) >= 0
 	}
 	sold := quote
 	if p.sell {
 		sold = base
 	}
-	return cmp(balance, sold.Add(p.cfg.Reserve)) >= 0
+	if bal.ok && sold.ok && p.reserveN.ok {
+		return bal.f.cmp(sold.f.add(p.reserveN.f)) >= 0
+	}
+	return cmp(balance, sold.d.Add(p.cfg.Reserve)) >= 0
 }
 
 // Commit counts an accept (real or, in replay, would-be) of q decided at now:
@@ -538,8 +560,8 @@ func (p *Program) evictIDs(nowNanos int64) {
 
 // rooms recomputes targetRoom and dailyRoom after progress changed.
 func (p *Program) rooms() {
-	p.targetRoom = p.cfg.Target.Sub(p.executed)
-	p.dailyRoom = p.cfg.MaxDailyNotional.Sub(p.dailySum)
+	p.targetRoom = newNum(p.cfg.Target.Sub(p.executed))
+	p.dailyRoom = newNum(p.cfg.MaxDailyNotional.Sub(p.dailySum))
 }
 
 // Adopt takes over old's progress (cooldown, executed base, 24h notional,

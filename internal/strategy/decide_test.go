@@ -153,6 +153,12 @@ func TestDecideOutcomes(t *testing.T) {
 			quote: sized(sell, "65012.99", 5*time.Second), want: OutcomeReference},
 		{name: "sell at median plus bps", cfg: sell, setup: window(sell, "65000", "65000", "66000"),
 			quote: sized(sell, "65013", 5*time.Second), want: OutcomeAccepted},
+		{name: "sell under the median beyond 18 decimals", cfg: sell,
+			setup: window(sell, "65000.00000000000000000002", "65000.00000000000000000002", "66000"),
+			quote: sized(sell, "65013", 5*time.Second), want: OutcomeReference},
+		{name: "sell at the median beyond 18 decimals", cfg: sell,
+			setup: window(sell, "65000.00000000000000000002", "65000.00000000000000000002", "66000"),
+			quote: sized(sell, "65013.00000000000000000003", 5*time.Second), want: OutcomeAccepted},
 		{name: "sell even window uses the mean of the middle two", cfg: sell, setup: window(sell, "64000", "65000", "67000", "90000"),
 			quote: sized(sell, "66013.19", 5*time.Second), want: OutcomeReference},
 		{name: "sell even window passes at mean times factor", cfg: sell, setup: window(sell, "64000", "65000", "67000", "90000"),
@@ -388,6 +394,19 @@ func TestNotionalProgramComparesWithoutDividing(t *testing.T) {
 // evictions and the capacity bound and checks its median against a brute
 // force over the same quotes.
 func TestReferenceMedianMatchesSortedWindow(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		fine int // every fine-th quote carries a price with 20 decimals: a key with no fixed form
+	}{{"fixed-point keys", 0}, {"some keys beyond 18 decimals", 7}} {
+		t.Run(tt.name, func(t *testing.T) { checkWindowAgainstBruteForce(t, tt.fine) })
+	}
+}
+
+// checkWindowAgainstBruteForce drives the window through inserts, evictions
+// and the capacity bound and checks it, at decision time (evicted, with the
+// hole the next insert closes) and after, against a brute force over the
+// same quotes.
+func checkWindowAgainstBruteForce(t *testing.T, fine int) {
 	cfg := sellProgram()
 	cfg.Reference = &config.Reference{Window: 30 * time.Second}
 	p := NewProgram(testAccount, cfg)
@@ -396,38 +415,46 @@ func TestReferenceMedianMatchesSortedWindow(t *testing.T) {
 		qty decimal.Decimal
 	}
 	var all []rec
-	seed := uint64(7)
-	for i := 0; i < 3000; i++ {
-		seed = seed*6364136223846793005 + 1442695040888963407
-		price := decimal.New(int64(60000_00+seed>>40%1000000), -2) // 60000.00 .. 69999.99
-		now := t0.Add(time.Duration(i) * 20 * time.Millisecond)
-		q := sized(cfg, price.String(), 5*time.Minute)
-		_, qty := p.Quantities(q)
-		p.Decide(q, nil, Env{}, now)
-		all = append(all, rec{now, qty})
-		if i%25 != 0 && i != 2999 {
-			continue
-		}
+	check := func(step int, now time.Time, from int) {
+		t.Helper()
 		// Brute force: the valid quotes of the last 30s, newest refCapacity.
 		var in []decimal.Decimal
-		for j := len(all) - 1; j >= 0 && len(in) < refCapacity; j-- {
+		for j := from; j >= 0 && len(in) < refCapacity; j-- {
 			if now.Sub(all[j].at) < 30*time.Second {
 				in = append(in, all[j].qty)
 			}
 		}
-		if len(in) != len(p.ref.sorted) {
-			t.Fatalf("step %d: window holds %d, want %d", i, len(p.ref.sorted), len(in))
-		}
-		for k := 1; k < len(p.ref.sorted); k++ {
-			if p.ref.key(k - 1).GreaterThan(p.ref.key(k)) {
-				t.Fatalf("step %d: window not sorted at %d", i, k)
-			}
+		if len(in) != p.ref.Len() {
+			t.Fatalf("step %d: window holds %d, want %d", step, p.ref.Len(), len(in))
 		}
 		sortDecimals(in)
 		for k := range in {
 			if !in[k].Equal(p.ref.key(k)) {
-				t.Fatalf("step %d: sorted[%d] = %s, want %s", i, k, p.ref.key(k), in[k])
+				t.Fatalf("step %d: sorted[%d] = %s, want %s", step, k, p.ref.key(k), in[k])
 			}
+		}
+	}
+	seed := uint64(7)
+	for i := 0; i < 3000; i++ {
+		seed = seed*6364136223846793005 + 1442695040888963407
+		price := decimal.New(int64(60000_00+seed>>40%1000000), -2) // 60000.00 .. 69999.99
+		if fine > 0 && i%fine == 0 {
+			price = price.Add(decimal.New(int64(seed>>50%1000+1), -20))
+		}
+		now := t0.Add(time.Duration(i) * 20 * time.Millisecond)
+		q := sized(cfg, price.String(), 5*time.Minute)
+		_, qty := p.Quantities(q)
+		checkNow := i%25 == 0 || i == 2999
+		if checkNow && i > 0 {
+			p.mu.Lock()
+			p.ref.evict(now.UnixNano()) // as Decide does first
+			check(i, now, len(all)-1)
+			p.mu.Unlock()
+		}
+		p.Decide(q, nil, Env{}, now)
+		all = append(all, rec{now, qty})
+		if checkNow {
+			check(i, now, len(all)-1)
 		}
 	}
 }
@@ -491,6 +518,55 @@ func TestCompareIsExact(t *testing.T) {
 		}
 		if got, want := cmp(b, a), b.Cmp(a); got != want {
 			t.Errorf("cmp(%s, %s) = %d, want %d", tt.b, tt.a, got, want)
+		}
+	}
+}
+
+// TestFixedFormsCompareExactly: comparing through fixed forms (or, without
+// one, through the decimals) gives exactly what decimal.Cmp gives, and the
+// reference test in 192 bits what the decimal formula gives, for
+// quantities of every shape the desk may send.
+func TestFixedFormsCompareExactly(t *testing.T) {
+	seed := uint64(11)
+	next := func(n uint64) uint64 { seed = seed*6364136223846793005 + 1442695040888963407; return seed >> 20 % n }
+	random := func() decimal.Decimal {
+		switch next(6) {
+		case 0: // beyond 18 decimals: no fixed form
+			return decimal.New(int64(next(1e12)+1), -int32(19+next(10)))
+		case 1: // a coefficient beyond 18 digits
+			return dec("1234567890123456789012.5").Add(decimal.New(int64(next(1e6)), -1))
+		case 2:
+			return decimal.Zero
+		default: // what the desk sends: up to 10 decimals, up to 10^9
+			return decimal.New(int64(next(1e15)), -int32(next(11)))
+		}
+	}
+	for i := 0; i < 20000; i++ {
+		a, b := random(), random()
+		if i%5 == 0 {
+			b = a.Add(decimal.New(int64(next(3))-1, a.Exponent())) // a neighbour
+		}
+		if got, want := newNum(a).cmp(newNum(b)), a.Cmp(b); got != want {
+			t.Fatalf("newNum(%s).cmp(%s) = %d, want %d", a, b, got, want)
+		}
+		fa, oka := toFixed(a)
+		fb, okb := toFixed(b)
+		if !oka || !okb {
+			continue
+		}
+		factor := decimal.New(int64(10000+next(200)), -4) // 1 + up to 199 bps
+		ff, ok := toFixed(factor)
+		if !ok || ff.hi != 0 {
+			t.Fatalf("factor %s has no 64-bit fixed form", factor)
+		}
+		q := a.Add(b).Mul(factor).Div(two).Add(decimal.New(int64(next(3))-1, -12))
+		fq, okq := toFixed(q)
+		if !okq {
+			continue
+		}
+		got := fq.mul(2 * fixedOne).cmp(fa.add(fb).mul(ff.lo))
+		if want := q.Mul(two).Cmp(a.Add(b).Mul(factor)); got != want {
+			t.Fatalf("2·%s vs (%s+%s)·%s: fixed says %d, decimals %d", q, a, b, factor, got, want)
 		}
 	}
 }

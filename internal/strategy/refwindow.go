@@ -16,6 +16,11 @@ import (
 // searches never touch a big.Int and the memmoves need no write barriers.
 // A key with no fixed form (more than 18 decimals, or beyond about 10^19)
 // is compared through its decimal, exactly, whatever it is compared with.
+//
+// In the steady state every decision evicts one quote and inserts one, so
+// evict leaves the last key it removes in place as a hole (skipped by key
+// and Len) and the insert that follows closes it in the same memmove: one
+// shift over the keys between the two, not two over half the window each.
 type refWindow struct {
 	window int64 // nanoseconds
 	at     []int64
@@ -24,6 +29,9 @@ type refWindow struct {
 	head   int        // index of the oldest entry in the ring
 	n      int
 	sorted []refEntry
+	// holeOn: sorted[hole] is a removed entry not yet shifted out.
+	holeOn bool
+	hole   int
 }
 
 // refEntry is a key in the sorted side of the window.
@@ -33,17 +41,40 @@ type refEntry struct {
 	exact bool   // f is the key; otherwise compare keys[slot]
 }
 
-// key is the i-th smallest key in the window.
-func (w *refWindow) key(i int) decimal.Decimal { return w.keys[w.sorted[i].slot] }
-
-// cmpEntry compares the keys of a and b exactly.
-func (w *refWindow) cmpEntry(a, b refEntry) int {
-	if a.exact && b.exact {
-		return a.f.cmp(b.f)
+// Len is the number of keys in the window.
+func (w *refWindow) Len() int {
+	if w.holeOn {
+		return len(w.sorted) - 1
 	}
-	return cmp(w.keys[a.slot], w.keys[b.slot])
+	return len(w.sorted)
 }
 
+// key is the i-th smallest key in the window.
+func (w *refWindow) key(i int) decimal.Decimal {
+	if w.holeOn && i >= w.hole {
+		i++
+	}
+	return w.keys[w.sorted[i].slot]
+}
+
+// entry is the sorted entry of the i-th smallest key in the window.
+func (w *refWindow) entry(i int) refEntry {
+	if w.holeOn && i >= w.hole {
+		i++
+	}
+	return w.sorted[i]
+}
+
+// cmpTo compares the key of a with the key e, whose decimal is k.
+func (w *refWindow) cmpTo(a, e refEntry, k decimal.Decimal) int {
+	if a.exact && e.exact {
+		return a.f.cmp(e.f)
+	}
+	return cmp(w.keys[a.slot], k)
+}
+
+// evict removes the keys older than the window; the last one it removes
+// stays in sorted as the hole.
 func (w *refWindow) evict(nowNanos int64) {
 	horizon := nowNanos - w.window
 	for w.n > 0 && w.at[w.head] <= horizon {
@@ -51,15 +82,17 @@ func (w *refWindow) evict(nowNanos int64) {
 	}
 }
 
-// pop removes the oldest key.
+// pop removes the oldest key, leaving it as the hole.
 func (w *refWindow) pop() {
+	w.closeHole()
 	e := w.ents[w.head]
+	k := w.keys[w.head]
 	// The first entry not less than e, then on through the equal keys to
 	// e's own slot.
 	lo, hi := 0, len(w.sorted)
 	for lo < hi {
 		m := int(uint(lo+hi) >> 1)
-		if w.cmpEntry(w.sorted[m], e) < 0 {
+		if w.cmpTo(w.sorted[m], e, k) < 0 {
 			lo = m + 1
 		} else {
 			hi = m
@@ -69,42 +102,64 @@ func (w *refWindow) pop() {
 		lo++
 	}
 	if lo < len(w.sorted) { // always: every slot in the ring is in sorted
-		copy(w.sorted[lo:], w.sorted[lo+1:])
-		w.sorted = w.sorted[:len(w.sorted)-1]
+		w.holeOn, w.hole = true, lo
 	}
-	w.keys[w.head] = decimal.Decimal{}
 	w.head = (w.head + 1) % len(w.at)
 	w.n--
 }
 
-func (w *refWindow) insert(nowNanos int64, k decimal.Decimal) {
+// closeHole shifts the hole out of sorted.
+func (w *refWindow) closeHole() {
+	if !w.holeOn {
+		return
+	}
+	copy(w.sorted[w.hole:], w.sorted[w.hole+1:])
+	w.sorted = w.sorted[:len(w.sorted)-1]
+	w.holeOn = false
+}
+
+func (w *refWindow) insert(nowNanos int64, kn num) {
+	k := kn.d
 	if w.n == refCapacity {
 		w.pop()
 	}
 	if w.n == len(w.at) {
+		w.closeHole()
 		w.grow()
 	}
 	tail := (w.head + w.n) % len(w.at)
-	f, ok := toFixed(k)
-	e := refEntry{f: f, slot: uint32(tail), exact: ok}
-	w.at[tail], w.keys[tail], w.ents[tail] = nowNanos, k, e
-	w.n++
-	// After the last key not greater than k: equal keys keep arrival order.
+	e := refEntry{f: kn.f, slot: uint32(tail), exact: kn.ok}
+	// After the last key not greater than k, so equal keys keep arrival
+	// order. The hole is still a key in order, so the search need not
+	// skip it. Searched before the ring is written: the hole's key may
+	// sit in the slot k is about to take.
 	lo, hi := 0, len(w.sorted)
 	for lo < hi {
 		m := int(uint(lo+hi) >> 1)
-		if w.cmpEntry(w.sorted[m], e) > 0 {
+		if w.cmpTo(w.sorted[m], e, k) > 0 {
 			hi = m
 		} else {
 			lo = m + 1
 		}
 	}
-	w.sorted = append(w.sorted, refEntry{})
-	copy(w.sorted[lo+1:], w.sorted[lo:])
+	switch h := w.hole; {
+	case !w.holeOn:
+		w.sorted = append(w.sorted, refEntry{})
+		copy(w.sorted[lo+1:], w.sorted[lo:])
+	case lo > h:
+		lo--
+		copy(w.sorted[h:lo], w.sorted[h+1:lo+1])
+	default:
+		copy(w.sorted[lo+1:h+1], w.sorted[lo:h])
+	}
 	w.sorted[lo] = e
+	w.holeOn = false
+	w.at[tail], w.keys[tail], w.ents[tail] = nowNanos, k, e
+	w.n++
 }
 
 // grow doubles the ring (up to refCapacity), unrolling it to start at 0.
+// There is no hole.
 func (w *refWindow) grow() {
 	size := min(max(2*len(w.at), 16), refCapacity)
 	at := make([]int64, size)
@@ -129,6 +184,9 @@ func (w *refWindow) grow() {
 
 // fixedScale: a fixed form counts units of 10^-fixedScale.
 const fixedScale = 18
+
+// fixedOne is 1 in fixed form.
+const fixedOne = 1e18
 
 // fixed is a non-negative decimal as an exact 128-bit count of 10^-18.
 type fixed struct{ hi, lo uint64 }
@@ -163,4 +221,54 @@ func (a fixed) cmp(b fixed) int {
 		return 1
 	}
 	return 0
+}
+
+// add is a + b; the fixed forms of quantities (below 2^123) never overflow.
+func (a fixed) add(b fixed) fixed {
+	lo, carry := bits.Add64(a.lo, b.lo, 0)
+	hi, _ := bits.Add64(a.hi, b.hi, carry)
+	return fixed{hi, lo}
+}
+
+// mul is a × m as a 192-bit integer.
+func (a fixed) mul(m uint64) wide {
+	h0, l0 := bits.Mul64(a.lo, m)
+	h1, l1 := bits.Mul64(a.hi, m)
+	w1, c := bits.Add64(h0, l1, 0)
+	return wide{h1 + c, w1, l0}
+}
+
+// wide is a 192-bit unsigned integer, most significant word first.
+type wide [3]uint64
+
+func (a wide) cmp(b wide) int {
+	for i := range a {
+		switch {
+		case a[i] < b[i]:
+			return -1
+		case a[i] > b[i]:
+			return 1
+		}
+	}
+	return 0
+}
+
+// num is a decimal with its fixed form when it has one, so that comparing
+// two is integer compares in the usual case and exact in every case.
+type num struct {
+	d  decimal.Decimal
+	f  fixed
+	ok bool
+}
+
+func newNum(d decimal.Decimal) num {
+	f, ok := toFixed(d)
+	return num{d, f, ok}
+}
+
+func (a num) cmp(b num) int {
+	if a.ok && b.ok {
+		return a.f.cmp(b.f)
+	}
+	return cmp(a.d, b.d)
 }
