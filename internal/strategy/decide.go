@@ -124,9 +124,10 @@ type Program struct {
 	sizeReserve decimal.Decimal
 	// The same bounds with their fixed forms, compared as integers.
 	limitBoundN, sizeN, notionalN, sizeReserveN, reserveN num
-	refOn                                          bool
-	refFactor   decimal.Decimal // 1 ± min_improvement_bps/10000
-	refHalf     decimal.Decimal // refFactor / 2, for an even window's median
+
+	refOn     bool
+	refFactor decimal.Decimal // 1 ± min_improvement_bps/10000
+	refHalf   decimal.Decimal // refFactor / 2, for an even window's median
 	// refFactorF is refFactor × 10^18 when that is a whole number below
 	// 2^64 (refFactorOK): the reference test then runs on fixed forms.
 	refFactorF  uint64
