@@ -6,7 +6,6 @@
 package trade
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"reflect"
@@ -377,9 +376,11 @@ func (e *Runner) handle(r *program, ev *quotes.Event) {
 // stream keeps reading. The in-flight flag is set; the accept clears it.
 func (e *Runner) launch(r *program, ev *quotes.Event, base, quote decimal.Decimal, now time.Time) {
 	a := journal.Accept{
-		Program:      r.name,
-		QuoteID:      ev.Quote.QuoteID,
-		RawQuote:     bytes.Clone(ev.Quote.Raw),
+		Program: r.name,
+		QuoteID: ev.Quote.QuoteID,
+		// Raw aliases the frame, a fresh buffer the stream hands over to
+		// this handler and never touches again (quotes.Event): no copy.
+		RawQuote:     ev.Quote.Raw,
 		BaseAsset:    r.cfg.Base,
 		QuoteAsset:   r.cfg.Quote,
 		Side:         r.cfg.Side,

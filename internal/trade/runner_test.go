@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"math/rand/v2"
 	"path/filepath"
 	"sync"
@@ -643,4 +644,53 @@ func TestNoQuoteIDIsAcceptedTwice(t *testing.T) {
 	_, m2 := rg.start(pol, nil)
 	resend(m2, frame)
 	once(id)
+}
+
+// failingJournal fails Accepts once fail is set: a journal that cannot be
+// read when a reload adds a program.
+type failingJournal struct {
+	*journal.Journal
+	fail atomic.Bool
+}
+
+func (f *failingJournal) Accepts(ctx context.Context, flt journal.AcceptFilter) ([]journal.Accept, error) {
+	if f.fail.Load() {
+		return nil, errors.New("journal unreadable")
+	}
+	return f.Journal.Accepts(ctx, flt)
+}
+
+// TestReloadThatCannotBuildKeepsTheRunningPolicy: invariant 11 on the
+// accept path — a reload whose new program cannot be restored from the
+// journal is refused before anything changes: the running programs, their
+// streams and the policy stay as they were.
+func TestReloadThatCannotBuildKeepsTheRunningPolicy(t *testing.T) {
+	rg := newRig(t, 5*time.Second, nil)
+	fj := &failingJournal{Journal: rg.j}
+	keep := liveSell("keep")
+	keep.DryRun = true
+	pol := policy(keep)
+	e, m := rg.start(pol, func(d *Deps) { d.Journal = fj })
+	waitFor(t, "decisions", 10*time.Second, func() bool { return decisions(m, "keep", strategy.OutcomeDryRun) >= 1 })
+	e.mu.Lock()
+	running := e.programs["keep"]
+	e.mu.Unlock()
+
+	fj.fail.Store(true)
+	changed := keep
+	changed.LimitPrice = dec("61000")
+	if err := e.Apply(policy(changed, liveSell("added"))); err == nil {
+		t.Fatal("Apply succeeded although the added program could not be restored")
+	}
+	e.mu.Lock()
+	got, added := e.programs["keep"], e.programs["added"]
+	e.mu.Unlock()
+	if got != running || added != nil || e.policy.Load() != pol {
+		t.Fatalf("a refused reload changed the running state: keep replaced %v, added %v, policy swapped %v",
+			got != running, added != nil, e.policy.Load() != pol)
+	}
+	before := decisions(m, "keep", strategy.OutcomeDryRun)
+	waitFor(t, "the running program still deciding", 10*time.Second, func() bool {
+		return decisions(m, "keep", strategy.OutcomeDryRun) > before
+	})
 }
