@@ -32,6 +32,9 @@ type refWindow struct {
 	// holeOn: sorted[hole] is a removed entry not yet shifted out.
 	holeOn bool
 	hole   int
+	// inexact counts the entries of sorted (the hole included) without a
+	// fixed form; while it is 0 the searches compare fixed forms inline.
+	inexact int
 }
 
 // refEntry is a key in the sorted side of the window.
@@ -90,12 +93,23 @@ func (w *refWindow) pop() {
 	// The first entry not less than e, then on through the equal keys to
 	// e's own slot.
 	lo, hi := 0, len(w.sorted)
-	for lo < hi {
-		m := int(uint(lo+hi) >> 1)
-		if w.cmpTo(w.sorted[m], e, k) < 0 {
-			lo = m + 1
-		} else {
-			hi = m
+	if w.inexact == 0 {
+		for lo < hi {
+			m := int(uint(lo+hi) >> 1)
+			if f := w.sorted[m].f; f.hi < e.f.hi || f.hi == e.f.hi && f.lo < e.f.lo {
+				lo = m + 1
+			} else {
+				hi = m
+			}
+		}
+	} else {
+		for lo < hi {
+			m := int(uint(lo+hi) >> 1)
+			if w.cmpTo(w.sorted[m], e, k) < 0 {
+				lo = m + 1
+			} else {
+				hi = m
+			}
 		}
 	}
 	for lo < len(w.sorted) && w.sorted[lo].slot != e.slot {
@@ -112,6 +126,9 @@ func (w *refWindow) pop() {
 func (w *refWindow) closeHole() {
 	if !w.holeOn {
 		return
+	}
+	if !w.sorted[w.hole].exact {
+		w.inexact--
 	}
 	copy(w.sorted[w.hole:], w.sorted[w.hole+1:])
 	w.sorted = w.sorted[:len(w.sorted)-1]
@@ -134,13 +151,30 @@ func (w *refWindow) insert(nowNanos int64, kn num) {
 	// skip it. Searched before the ring is written: the hole's key may
 	// sit in the slot k is about to take.
 	lo, hi := 0, len(w.sorted)
-	for lo < hi {
-		m := int(uint(lo+hi) >> 1)
-		if w.cmpTo(w.sorted[m], e, k) > 0 {
-			hi = m
-		} else {
-			lo = m + 1
+	if w.inexact == 0 && e.exact {
+		for lo < hi {
+			m := int(uint(lo+hi) >> 1)
+			if f := w.sorted[m].f; f.hi > e.f.hi || f.hi == e.f.hi && f.lo > e.f.lo {
+				hi = m
+			} else {
+				lo = m + 1
+			}
 		}
+	} else {
+		for lo < hi {
+			m := int(uint(lo+hi) >> 1)
+			if w.cmpTo(w.sorted[m], e, k) > 0 {
+				hi = m
+			} else {
+				lo = m + 1
+			}
+		}
+	}
+	if !e.exact {
+		w.inexact++
+	}
+	if w.holeOn && !w.sorted[w.hole].exact {
+		w.inexact--
 	}
 	switch h := w.hole; {
 	case !w.holeOn:
