@@ -127,13 +127,13 @@ func quoteIDOf(b []byte) string {
 	return string(rest[:end])
 }
 
-// probe times the accept path from outside the engine. The Recorder
+// probe times the accept path from outside the runner. The Recorder
 // hook gives each frame's read time (Event.ReceivedAt, taken by the stream
 // right after the whole frame was read off the socket) and the decision; a
-// wrapper of the desk notes when the engine hands the accept to the client;
+// wrapper of the desk notes when the runner hands the accept to the client;
 // an http.RoundTripper notes when net/http has written the accept request to
 // the connection (httptrace WroteRequest, after the flush). Nothing in the
-// engine is changed to measure it.
+// runner is changed to measure it.
 type probe struct {
 	read sync.Map // quote id -> time.Time the frame was read
 
@@ -155,7 +155,7 @@ type probe struct {
 
 func newProbe() *probe { return &probe{outcomes: map[string]int{}} }
 
-// record is the engine's Recorder.
+// record is the runner's Recorder.
 func (p *probe) record(_ string, frame []byte, at time.Time, _ strategy.Env, outcome string) {
 	took := time.Since(at)
 	if outcome == strategy.OutcomeAccepted {
@@ -180,7 +180,7 @@ func (p *probe) since(rawQuote []byte) (time.Duration, bool) {
 	return time.Since(v.(time.Time)), true
 }
 
-// probeDesk is the engine's Desk with the hand-off to the client timed.
+// probeDesk is the runner's Desk with the hand-off to the client timed.
 type probeDesk struct {
 	Desk
 	p *probe
@@ -195,7 +195,7 @@ func (d probeDesk) AcceptQuote(ctx context.Context, rawQuote []byte) error {
 	return d.Desk.AcceptQuote(ctx, rawQuote)
 }
 
-// probeJournal is the engine's journal with the accept writes timed.
+// probeJournal is the runner's journal with the accept writes timed.
 type probeJournal struct {
 	Journal
 	p *probe
@@ -272,7 +272,7 @@ type loadRun struct {
 	programs     int
 	interval     time.Duration // the desk's quote interval per stream
 	duration     time.Duration // measured time, after every stream is up
-	balanceEvery time.Duration // 0: the engine's default
+	balanceEvery time.Duration // 0: the runner's default
 	idlePerHost  int           // the client transport's MaxIdleConnsPerHost; 0: the astra client's default transport
 	logger       *zap.Logger   // nil: no logging
 	// spread starts the programs' streams one by one across a quote
@@ -573,7 +573,7 @@ const (
 )
 
 // Test1000Streams is SPEC 8's memory target: 1,000 open streams in one
-// process under 200 MB RSS. The engine runs in a child process (this test
+// process under 200 MB RSS. The runner runs in a child process (this test
 // binary re-executed) against a simulated desk in this one, quoting every
 // stream once a second; once every stream is open and quotes flow, the
 // child's VmRSS is sampled for 10 s and the largest sample is the figure.
@@ -638,7 +638,7 @@ func Test1000Streams(t *testing.T) {
 	_, hwm := procStatusKB(cmd.Process.Pid)
 	open := desk.OpenStreams()
 
-	stdin.Close() // the child stops its engine and exits
+	stdin.Close() // the child stops its runner and exits
 	select {
 	case <-exited:
 		if waitErr != nil {

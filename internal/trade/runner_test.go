@@ -44,7 +44,7 @@ type fakePause struct{ atomic.Bool }
 func (p *fakePause) Paused() bool { return p.Load() }
 
 // rig is a simulated desk on loopback, a real astra.Client and a real
-// journal file, for engines to run against.
+// journal file, for runners to run against.
 type rig struct {
 	t      *testing.T
 	desk   *sim.Desk
@@ -353,7 +353,7 @@ func TestNoAcceptBeyondTheLimit(t *testing.T) {
 	}
 }
 
-// TestTargetAndDailyCapHoldAcrossARestart: invariant 3 — the engine is
+// TestTargetAndDailyCapHoldAcrossARestart: invariant 3 — the runner is
 // stopped mid-run and a new one started on the same journal; the desk never
 // books more than the target or the daily cap.
 func TestTargetAndDailyCapHoldAcrossARestart(t *testing.T) {
@@ -408,7 +408,7 @@ func TestTargetAndDailyCapHoldAcrossARestart(t *testing.T) {
 	})
 	check()
 	if len(rg.desk.AcceptBodies()) == before {
-		t.Fatalf("the restarted engine accepted nothing: the restart was not mid-run")
+		t.Fatalf("the restarted runner accepted nothing: the restart was not mid-run")
 	}
 }
 
@@ -431,7 +431,7 @@ func TestOneAcceptInFlightPerProgram(t *testing.T) {
 
 // TestUnknownAcceptIsNeverResent: invariant 7 — a blackholed accept is
 // journaled unknown, counted, and its quote never sent again, neither by the
-// running engine nor after a restart.
+// running runner nor after a restart.
 func TestUnknownAcceptIsNeverResent(t *testing.T) {
 	rg := newRig(t, 300*time.Millisecond, nil)
 	rg.desk.BlackholeNextAccepts(1)
