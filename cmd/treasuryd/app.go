@@ -18,6 +18,7 @@ import (
 	"treasuryd/internal/astra"
 	"treasuryd/internal/astral"
 	"treasuryd/internal/authority"
+	"treasuryd/internal/balances"
 	"treasuryd/internal/compliance"
 	"treasuryd/internal/config"
 	"treasuryd/internal/journal"
@@ -26,6 +27,7 @@ import (
 	"treasuryd/internal/operator"
 	"treasuryd/internal/replay"
 	"treasuryd/internal/strategy"
+	"treasuryd/internal/trade"
 	"treasuryd/internal/withdraw"
 )
 
@@ -61,9 +63,9 @@ func appOptions(p *config.Policy, up upstream, path, apiKey string, log *zap.Log
 				return operator.Config{Listen: p.HTTP.Listen, AdminListen: p.HTTP.AdminListen, AdminToken: p.AdminToken()}
 			},
 			fx.Annotate(func(g compliance.Opener) compliance.Opener { return g },
-				fx.As(new(strategy.Gate)), fx.As(new(withdraw.Gate))),
+				fx.As(new(trade.Gate)), fx.As(new(withdraw.Gate))),
 			fx.Annotate(func(s *operator.Switch) *operator.Switch { return s },
-				fx.As(new(strategy.Pauser)), fx.As(new(withdraw.Pauser)), fx.As(new(withdraw.Halter))),
+				fx.As(new(trade.Pauser)), fx.As(new(withdraw.Pauser)), fx.As(new(withdraw.Halter))),
 			// The reconciliation's sightings of a withdrawal_mismatch go
 			// where the rebalancer's own go.
 			func(rb *withdraw.Rebalancer) ledger.MismatchHandler { return rb.Mismatch },
@@ -95,15 +97,16 @@ func appOptions(p *config.Policy, up upstream, path, apiKey string, log *zap.Log
 		compliance.Module,
 		operator.Module,
 		replay.Module,
-		strategy.Module,
+		balances.Module,
+		trade.Module,
 		withdraw.Module,
 		ledger.Module,
-		fx.Invoke(func(*operator.Server, *strategy.Engine, *withdraw.Rebalancer, *ledger.Reconciler) {}),
+		fx.Invoke(func(*operator.Server, *trade.Runner, *withdraw.Rebalancer, *ledger.Reconciler) {}),
 		// Registered last, so it runs first on stop: SIGTERM stops new
 		// decisions and withdrawals at once, in parallel, before any other
 		// part takes its share of the shutdown timeout (SPEC 7.10). The
 		// later Stop calls of their own hooks are no-ops.
-		fx.Invoke(func(lc fx.Lifecycle, e *strategy.Engine, rb *withdraw.Rebalancer) {
+		fx.Invoke(func(lc fx.Lifecycle, e *trade.Runner, rb *withdraw.Rebalancer) {
 			lc.Append(fx.Hook{OnStop: func(ctx context.Context) error {
 				var g errgroup.Group
 				g.Go(func() error { return e.Stop(ctx) })
@@ -115,7 +118,7 @@ func appOptions(p *config.Policy, up upstream, path, apiKey string, log *zap.Log
 }
 
 // statusSources feeds /status and /readyz from the running parts.
-func statusSources(j *journal.Journal, e *strategy.Engine, g *compliance.Gate,
+func statusSources(j *journal.Journal, e *trade.Runner, book *balances.Book, g *compliance.Gate,
 	rb *withdraw.Rebalancer, rec *ledger.Reconciler, k *authority.Keeper) operator.Sources {
 	return operator.Sources{
 		Programs:          func() any { return e.Status() },
@@ -126,7 +129,7 @@ func statusSources(j *journal.Journal, e *strategy.Engine, g *compliance.Gate,
 		Authority:         func() any { return k.Status() },
 		Ready: map[string]func() bool{
 			"journal":  func() bool { _, err := j.Paused(context.Background()); return err == nil },
-			"balances": e.Ready,
+			"balances": book.Ready,
 		},
 	}
 }

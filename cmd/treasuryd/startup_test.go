@@ -18,7 +18,7 @@ var startupMilestones = []string{
 	"quote stream connected",
 	"first balance fetch done",
 	"compliance gate opened",
-	"accepting quote",
+	"quote accepted",
 }
 
 // TestSandboxFirstDecisionUnderOneSecond measures SPEC 8's "sandbox start to
@@ -58,7 +58,7 @@ func TestSandboxFirstDecisionUnderOneSecond(t *testing.T) {
 	// Not the SPEC figure, but what an operator sees next: the first accept.
 	// A first decision that is not an accept (gate or balances not in yet)
 	// puts it one quote interval later.
-	waitFor(t, bound, "the first accept", func() bool { return strings.Contains(d.Logs(), `"accepting quote"`) })
+	waitFor(t, bound, "the first accept", func() bool { return strings.Contains(d.Logs(), `"quote accepted"`) })
 	at := firstLogTimes(d.Logs())
 	var b strings.Builder
 	for _, m := range startupMilestones {

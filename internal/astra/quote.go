@@ -1,6 +1,8 @@
 package astra
 
 import (
+	"encoding/binary"
+	"math/bits"
 	"strconv"
 	"strings"
 	"time"
@@ -201,7 +203,16 @@ func (d *decoder) str(i int, field string) (start, end int, esc bool, next int, 
 	}
 	start = i + 1
 	for j := start; j < len(b); j++ {
-		// Plain bytes are the common case: skip them in a tight loop.
+		// Plain bytes are the common case: skip them eight at a time,
+		// straight to the first special byte; the last few one at a time.
+		for j+8 <= len(b) {
+			m := specialMask(binary.LittleEndian.Uint64(b[j:]))
+			if m != 0 {
+				j += bits.TrailingZeros64(m) / 8
+				break
+			}
+			j += 8
+		}
 		for j < len(b) && !strSpecial[b[j]] {
 			j++
 		}
@@ -233,6 +244,22 @@ func (d *decoder) str(i int, field string) (start, end int, esc bool, next int, 
 		}
 	}
 	return 0, 0, false, 0, frameErr(field, "unterminated string", i)
+}
+
+// specialMask flags the bytes of x (little-endian: the first byte lowest)
+// that are special in a JSON string: '"', '\\' and control characters
+// (below 0x20, so their top three bits are zero). Each special byte gets its
+// 0x80 bit set and no other byte does: zeroBytes is the exact zero-byte
+// test (no borrow crosses bytes, unlike the shorter v−0x01… form).
+func specialMask(x uint64) uint64 {
+	const ones = 0x0101010101010101
+	return zeroBytes(x^('"'*ones)) | zeroBytes(x^('\\'*ones)) | zeroBytes(x&(0xe0*ones))
+}
+
+// zeroBytes sets the 0x80 bit of exactly the zero bytes of v.
+func zeroBytes(v uint64) uint64 {
+	const low7 = 0x7f7f7f7f7f7f7f7f
+	return ^((v&low7 + low7) | v | low7)
 }
 
 // strSpecial marks the bytes that end the plain run of a JSON string: the

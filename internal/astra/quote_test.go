@@ -2,6 +2,7 @@ package astra
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"strings"
@@ -375,4 +376,43 @@ func benchFrames() [][]byte {
 		frames[i] = []byte(f)
 	}
 	return frames
+}
+
+// TestSpecialMaskMatchesTheByteTable: the eight-byte test flags exactly the
+// special bytes of a word, for every byte value in every position, next to
+// plain, high (UTF-8) and special neighbours, and in random words.
+func TestSpecialMaskMatchesTheByteTable(t *testing.T) {
+	want := func(w [8]byte) uint64 {
+		var m uint64
+		for k, x := range w {
+			if strSpecial[x] {
+				m |= 0x80 << (8 * k)
+			}
+		}
+		return m
+	}
+	fills := []byte{'a', 0x80, 0xff, '"' + 1, '\\' - 1, 0x20, 0x7f}
+	for _, fill := range fills {
+		for pos := 0; pos < 8; pos++ {
+			for c := 0; c < 256; c++ {
+				var w [8]byte
+				for k := range w {
+					w[k] = fill
+				}
+				w[pos] = byte(c)
+				if got, want := specialMask(binary.LittleEndian.Uint64(w[:])), want(w); got != want {
+					t.Fatalf("specialMask(% x) = %x, want %x", w, got, want)
+				}
+			}
+		}
+	}
+	seed := uint64(3)
+	for i := 0; i < 200000; i++ {
+		seed = seed*6364136223846793005 + 1442695040888963407
+		var w [8]byte
+		binary.LittleEndian.PutUint64(w[:], seed)
+		if got, want := specialMask(seed), want(w); got != want {
+			t.Fatalf("specialMask(% x) = %x, want %x", w, got, want)
+		}
+	}
 }

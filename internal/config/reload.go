@@ -42,6 +42,7 @@ type Reloader struct {
 	cur      atomic.Pointer[Policy] // the policy in force (admitted)
 
 	mu    sync.Mutex // serialises reloads, admissions and subscriber calls
+	preps []func(old, new *Policy) (commit func(), err error)
 	subs  []func(old, new *Policy)
 	file  *Policy                             // the last valid file policy
 	admit func(file *Policy) (*Policy, error) // nil: the file is in force as it is
@@ -116,22 +117,34 @@ func (r *Reloader) Admit() error {
 	if err != nil {
 		return fmt.Errorf("admit policy: %w", err)
 	}
-	r.swapLocked(eff)
-	return nil
+	return r.swapLocked(eff)
 }
 
-// swapLocked puts p in force and tells subscribers, unless p equals the
-// running policy.
-func (r *Reloader) swapLocked(p *Policy) bool {
+// swapLocked puts p in force, unless it equals the running policy: every
+// Prepare hook builds what it needs first (one failing refuses the swap and
+// the running policy stays), then p becomes current, the commits run and
+// the subscribers are told.
+func (r *Reloader) swapLocked(p *Policy) error {
 	old := r.cur.Load()
 	if reflect.DeepEqual(old, p) {
-		return false
+		return nil
+	}
+	commits := make([]func(), 0, len(r.preps))
+	for _, prep := range r.preps {
+		commit, err := prep(old, p)
+		if err != nil {
+			return fmt.Errorf("prepare policy: %w", err)
+		}
+		commits = append(commits, commit)
 	}
 	r.cur.Store(p)
+	for _, commit := range commits {
+		commit()
+	}
 	for _, fn := range r.subs {
 		fn(old, p)
 	}
-	return true
+	return nil
 }
 
 // Subscribe registers fn to be called after each successful swap, with the
@@ -141,6 +154,18 @@ func (r *Reloader) Subscribe(fn func(old, new *Policy)) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.subs = append(r.subs, fn)
+}
+
+// Prepare registers fn to be called for each new policy before it is put in
+// force: fn builds whatever can fail and returns the commit that puts it to
+// use. When every fn succeeded the policy becomes current and the commits
+// run (before the Subscribe callbacks); when one fails, the swap is refused,
+// no commit runs and the running policy stays. Calls are serialised; fn must
+// not call Reload.
+func (r *Reloader) Prepare(fn func(old, new *Policy) (commit func(), err error)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.preps = append(r.preps, fn)
 }
 
 // Reload validates the file now. A valid policy different from the running
@@ -196,9 +221,14 @@ func (r *Reloader) reload(trigger string) error {
 			return fmt.Errorf("admit policy: %w", err)
 		}
 	}
+	if err := r.swapLocked(eff); err != nil {
+		r.log.Error("policy reload refused: preparing it failed; the running policy stays",
+			zap.String("trigger", trigger), zap.Error(err))
+		r.onResult(false)
+		return err
+	}
 	r.file = p
 	r.log.Info("policy reloaded", zap.String("trigger", trigger))
-	r.swapLocked(eff)
 	r.onResult(true)
 	return nil
 }

@@ -165,6 +165,44 @@ func TestReloadRefusesAnInvalidPolicyAndKeepsTheRunningOne(t *testing.T) {
 	}
 }
 
+// TestReloadPreparesBeforeTheSwap: what a reload builds is built while the
+// old policy is still current, and a failure to build it refuses the reload.
+func TestReloadPreparesBeforeTheSwap(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "policy.yaml")
+	writeFile(t, path, policyWithLimit("64000"))
+	r, res, _ := newTestReloader(t, path)
+	running := r.Current()
+	var calls []string
+	fail := errors.New("journal unreadable")
+	var prepErr error
+	r.Prepare(func(old, new *Policy) (func(), error) {
+		calls = append(calls, "prepare current="+limitOf(r.Current())+" new="+limitOf(new))
+		if prepErr != nil {
+			return nil, prepErr
+		}
+		return func() { calls = append(calls, "commit current="+limitOf(r.Current())) }, nil
+	})
+	r.Subscribe(func(_, _ *Policy) { calls = append(calls, "subscriber") })
+
+	prepErr = fail
+	writeFile(t, path, policyWithLimit("65000"))
+	if err := r.Reload(); !errors.Is(err, fail) {
+		t.Fatalf("Reload = %v, want the prepare error", err)
+	}
+	if r.Current() != running || res.failed.Load() != 1 {
+		t.Fatalf("a reload whose prepare failed replaced the running policy (failed=%d)", res.failed.Load())
+	}
+	prepErr = nil
+	calls = nil
+	if err := r.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	want := "prepare current=64000 new=65000|commit current=65000|subscriber"
+	if got := strings.Join(calls, "|"); got != want {
+		t.Errorf("calls = %s, want %s", got, want)
+	}
+}
+
 func TestReloadOfAnEqualPolicyDoesNothing(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "policy.yaml")
 	writeFile(t, path, policyWithLimit("64000"))

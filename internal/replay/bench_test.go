@@ -2,46 +2,19 @@ package replay
 
 import (
 	"context"
-	"fmt"
 	"testing"
 	"time"
-
-	"github.com/shopspring/decimal"
 
 	"treasuryd/internal/astra"
 	"treasuryd/internal/config"
 	"treasuryd/internal/journal"
 	"treasuryd/internal/metrics"
 	"treasuryd/internal/quotes"
+	"treasuryd/internal/sim"
 	"treasuryd/internal/strategy"
 )
 
 var benchT0 = time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
-
-// benchFrames are sell-btc frames (size 0.5) as in strategy's
-// BenchmarkDecisionPath: a new id, price and signature each frame, prices
-// around the limit and the reference.
-func benchFrames(n int, start time.Time) [][]byte {
-	frames := make([][]byte, n)
-	seed := uint64(42)
-	for i := range frames {
-		seed = seed*6364136223846793005 + 1442695040888963407
-		usd := decimal.New(int64(320000000+seed>>33%20000000), -4)
-		frames[i] = fmt.Appendf(nil, `{
-"quote": {
-"quoteId": "a0743434-66c8-49b7-aca2-%012x",
-"accountId": %q,
-"fromAsset": "USD",
-"toAsset": "BTC",
-"fromAssetQuantity": %s,
-"toAssetQuantity": 0.5,
-"expiryTime": %d,
-"signature": "%016x6932874cf486617239c7d27100e911903ccbee05c8b07fe3f4299e047f"
-}
-}`, i, testAccount, usd, start.Add(10000*time.Hour).UnixMicro(), seed)
-	}
-	return frames
-}
 
 func benchProgram() config.Program {
 	return config.Program{Name: "sell-btc", Base: "BTC", Quote: "USD", Side: config.SideSell, Size: dec("0.5"),
@@ -74,14 +47,28 @@ func benchDecisionPathWithRecorder(b *testing.B, store FrameStore) {
 	cfg := benchProgram()
 	req := quotes.RequestFor(testAccount, cfg)
 	p := strategy.NewProgram(testAccount, cfg)
-	frames := benchFrames(1024, benchT0)
+	// Sell-btc frames as in strategy's BenchmarkDecisionPath: a new id,
+	// price and signature each frame, prices around the limit and the
+	// reference; each is given 5s of validity as it is used.
+	g := sim.NewSellFrames(testAccount)
+	frames := make([]sim.QuoteFrame, 1024)
+	for i := range frames {
+		frames[i] = g.Next(benchT0)
+	}
+	decode := func(f sim.QuoteFrame, now time.Time, q *astra.Quote) error {
+		if !f.SetExpiry(now.Add(5 * time.Second)) {
+			b.Fatalf("cannot stamp expiry %v", now)
+		}
+		return astra.DecodeQuoteFrame(f.Bytes, q)
+	}
 	env := strategy.Env{GateOpen: true, Balance: dec("5"), BalanceKnown: true, InFlight: true}
 	var q astra.Quote
 	for i := 0; i < 300; i++ {
-		if err := astra.DecodeQuoteFrame(frames[i%len(frames)], &q); err != nil {
+		now := benchT0.Add(time.Duration(i) * time.Second)
+		if err := decode(frames[i%len(frames)], now, &q); err != nil {
 			b.Fatal(err)
 		}
-		p.Decide(&q, nil, env, benchT0.Add(time.Duration(i)*time.Second))
+		p.Decide(&q, nil, env, now)
 	}
 	m := metrics.New("bench")
 	rec := NewRecorder(RecorderOptions{Store: store, Retention: 24 * time.Hour, Dropped: m.RecorderDropped})
@@ -95,7 +82,7 @@ func benchDecisionPathWithRecorder(b *testing.B, store FrameStore) {
 	for i := 0; i < b.N; i++ {
 		now := benchT0.Add(time.Duration(300+i) * time.Second)
 		frame := frames[i%len(frames)]
-		err := astra.DecodeQuoteFrame(frame, &q)
+		err := decode(frame, now, &q)
 		if err == nil {
 			err = quotes.Validate(&req, &q, now)
 		}
@@ -103,7 +90,7 @@ func benchDecisionPathWithRecorder(b *testing.B, store FrameStore) {
 		if d.Outcome == strategy.OutcomeInvalid {
 			invalid++
 		}
-		rec.Record(cfg.Name, frame, now, env, d.Outcome)
+		rec.Record(cfg.Name, frame.Bytes, now, env, d.Outcome)
 	}
 	b.StopTimer()
 	if invalid > 0 {
@@ -121,16 +108,11 @@ func BenchmarkReplay1M(b *testing.B) {
 	cfg.Cooldown = 5 * time.Second
 	cfg.MaxDailyNotional = dec("5000000")
 	start := time.Now().Add(-30 * time.Hour)
-	seed := uint64(42)
+	g := sim.NewSellFrames(testAccount)
 	batch := make([]journal.Frame, 0, 20000)
 	for i := 0; i < n; i++ {
 		at := start.Add(time.Duration(i) * 100 * time.Millisecond)
-		seed = seed*6364136223846793005 + 1442695040888963407
-		usd := decimal.New(int64(320000000+seed>>33%20000000), -4)
-		raw := fmt.Appendf(nil, `{"quote":{"quoteId":"a0743434-66c8-49b7-aca2-%012x","accountId":%q,"fromAsset":"USD",`+
-			`"toAsset":"BTC","fromAssetQuantity":%s,"toAssetQuantity":0.5,"expiryTime":%d,`+
-			`"signature":"%016x6932874cf486617239c7d27100e911903ccbee05c8b07fe3f4299e047f"}}`,
-			i, testAccount, usd, at.Add(5*time.Second).UnixMicro(), seed)
+		raw := g.Next(at.Add(5 * time.Second)).Bytes
 		batch = append(batch, journal.Frame{Program: cfg.Name, ReceivedAt: at, Raw: raw, GateOpen: true,
 			Balance: dec("5"), BalanceKnown: true, Paused: i%5000 < 50, Outcome: strategy.OutcomeLimitPrice})
 		if len(batch) == cap(batch) {

@@ -10,9 +10,9 @@ import (
 	"treasuryd/internal/strategy"
 )
 
-// Module provides the recorder as the strategy engine's strategy.RecordFunc:
+// Module provides the recorder as the accept path's strategy.RecordFunc:
 // its writer starts in OnStart and flushes what is queued in OnStop (after
-// the engine, which depends on it, has stopped deciding). With
+// the runner, which depends on it, has stopped deciding). With
 // state.quote_retention 0 it provides nil: nothing is recorded. A reload
 // changes the retention; one to 0 stops recording.
 var Module = fx.Module("replay",

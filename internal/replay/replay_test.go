@@ -11,11 +11,13 @@ import (
 	"github.com/shopspring/decimal"
 
 	"treasuryd/internal/astra"
+	"treasuryd/internal/balances"
 	"treasuryd/internal/config"
 	"treasuryd/internal/journal"
 	"treasuryd/internal/metrics"
 	"treasuryd/internal/sim"
 	"treasuryd/internal/strategy"
+	"treasuryd/internal/trade"
 )
 
 const testAPIKey = "test-api-key"
@@ -88,8 +90,12 @@ func TestReplayOfTheLivePolicyReproducesEveryDecision(t *testing.T) {
 	pol := &config.Policy{AccountID: testAccount, Programs: []config.Program{liveProgram()}}
 	pause := &fakePause{}
 	seen := &outcomeCounter{n: map[string]int{}}
-	e := strategy.New(strategy.Deps{Metrics: m, Journal: j, Desk: client, Pause: pause, Policy: pol,
-		BalanceEvery: 50 * time.Millisecond,
+	book := balances.New(balances.Options{Metrics: m, Desk: client, Every: 50 * time.Millisecond})
+	if err := book.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { book.Stop(context.Background()) })
+	e := trade.New(trade.Deps{Metrics: m, Journal: j, Desk: client, Book: book, Pause: pause, Policy: pol,
 		Recorder: func(program string, frame []byte, at time.Time, env strategy.Env, outcome string) {
 			seen.add(outcome)
 			rec.Record(program, frame, at, env, outcome)

@@ -224,19 +224,18 @@ var errUntil = fmt.Errorf("end of window")
 func (r *programRun) start(cutoff time.Time) {
 	r.started = true
 	r.rep.Actual.BaseExecuted, r.rep.Actual.Notional = decimal.Zero, decimal.Zero
-	var before []journal.Accept
+	var before []strategy.PastAccept
 	r.byQuote = map[string]*journal.Accept{}
 	for i := range r.accepts {
 		a := &r.accepts[i]
 		if a.SentAt.Before(cutoff) {
+			past := strategy.PastAccept{QuoteID: a.QuoteID, BaseQty: a.BaseQty, QuoteQty: a.QuoteQty,
+				SentAt: a.SentAt, ExpiryMicros: a.ExpiryMicros, Counts: a.Counts()}
 			if refused(a.Result) && !a.ResultAt.Before(cutoff) {
-				b := *a
-				b.Result = journal.AcceptPending
-				before = append(before, b)
+				past.Counts = true // pending at the cutoff
 				heap.Push(&r.releases, release{at: a.ResultAt, base: a.BaseQty, quote: a.QuoteQty, committedAt: a.SentAt})
-				continue
 			}
-			before = append(before, *a)
+			before = append(before, past)
 			continue
 		}
 		r.byQuote[a.QuoteID] = a

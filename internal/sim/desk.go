@@ -164,6 +164,7 @@ type Desk struct {
 	failREST     int
 	failStatus   int
 	malformNext  int
+	inject       [][]byte // frames to send as they are, before any new quote
 	streams      map[*deskStream]struct{}
 	quotesSent   int
 

@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"time"
@@ -175,4 +176,24 @@ func (d *Desk) MalformNextFrames(n int) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.malformNext = n
+}
+
+// maxInjected bounds the frames queued by InjectFrames: a test resends a
+// handful.
+const maxInjected = 64
+
+// InjectFrames queues frames to be sent as they are, one per tick on
+// whichever stream ticks next, before any new quote: a desk (or a path) that
+// sends a frame again, such as the frame of a quote already accepted. It
+// reports false, queueing nothing, beyond maxInjected queued frames.
+func (d *Desk) InjectFrames(frames ...[]byte) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if len(d.inject)+len(frames) > maxInjected {
+		return false
+	}
+	for _, f := range frames {
+		d.inject = append(d.inject, bytes.Clone(f))
+	}
+	return true
 }

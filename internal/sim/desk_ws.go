@@ -179,6 +179,11 @@ func (d *Desk) nextFrame(s *deskStream) (deskFrameKind, []byte, time.Duration) {
 		}
 		return deskFrameStall, nil, stall
 	}
+	if len(d.inject) > 0 {
+		f := d.inject[0]
+		d.inject = d.inject[1:]
+		return deskFrameQuote, f, 0
+	}
 	malformed := false
 	if d.malformNext > 0 {
 		d.malformNext--

@@ -1,6 +1,6 @@
 // Package strategy decides, for every quote a program's stream delivers,
-// whether to accept it (SPEC 5.2), and runs the accept path: journal the
-// accept, send the quote back byte for byte, journal the result.
+// whether to accept it (SPEC 5.2): the decision alone, pure, with no I/O.
+// The accept path (internal/trade) and replay (internal/replay) both run it.
 //
 // The decision (Program.Decide) is a pure function of the program's state,
 // the quote, the outside state in Env and the clock, so that `replay` runs the
@@ -20,7 +20,6 @@ import (
 
 	"treasuryd/internal/astra"
 	"treasuryd/internal/config"
-	"treasuryd/internal/journal"
 )
 
 // Outcomes of a decision, checked in exactly this order; the first failing
@@ -87,6 +86,18 @@ const (
 	maxDailyAccepts = 1 << 16
 	// dailyWindow is the rolling window of max_daily_notional.
 	dailyWindow = 24 * time.Hour
+	// MaxExpiryAhead is how far ahead a quote's expiry may lie (SPEC 5.2):
+	// the desk quotes for seconds, so a quote valid for longer is not one
+	// of its quotes, and the bound is what lets the accepted-id set below
+	// forget ids.
+	MaxExpiryAhead = 10 * time.Minute
+	// maxAcceptedIDs bounds a program's set of recently accepted quote ids
+	// (invariant 15). An id is kept until its quote's expiry lies
+	// MaxExpiryAhead in the past, so the set holds the accepts of some
+	// 10 minutes: 65,536 is over 100 accepts a second. The ids cannot be
+	// dropped early without risking a second accept of one, so a full set
+	// refuses quotes as invalid instead: the safe side.
+	maxAcceptedIDs = 1 << 16
 )
 
 // bpsExp scales basis points to a fraction: a basis point is 10^-4.
@@ -111,10 +122,17 @@ type Program struct {
 	// sizeReserve is size + reserve for a size sell program: the balance the
 	// base asset must have.
 	sizeReserve decimal.Decimal
-	refOn       bool
-	refFactor   decimal.Decimal // 1 ± min_improvement_bps/10000
-	refHalf     decimal.Decimal // refFactor / 2, for an even window's median
-	minValidity int64           // nanoseconds
+	// The same bounds with their fixed forms, compared as integers.
+	limitBoundN, sizeN, notionalN, sizeReserveN, reserveN num
+
+	refOn     bool
+	refFactor decimal.Decimal // 1 ± min_improvement_bps/10000
+	refHalf   decimal.Decimal // refFactor / 2, for an even window's median
+	// refFactorF is refFactor × 10^18 when that is a whole number below
+	// 2^64 (refFactorOK): the reference test then runs on fixed forms.
+	refFactorF  uint64
+	refFactorOK bool
+	minValidity int64 // nanoseconds
 
 	mu         sync.Mutex
 	hasAccept  bool
@@ -125,8 +143,8 @@ type Program struct {
 	dailySum   decimal.Decimal
 	// targetRoom (target − executed) and dailyRoom (cap − dailySum) change
 	// only when progress does, so a decision compares instead of adding.
-	targetRoom decimal.Decimal
-	dailyRoom  decimal.Decimal
+	targetRoom num
+	dailyRoom  num
 	ref        refWindow
 	// The reference threshold of a size program for the median keys
 	// thrA, thrB (equal for an odd count): the median rarely moves between
@@ -134,6 +152,18 @@ type Program struct {
 	thrOK      bool
 	thrA, thrB decimal.Decimal
 	thr        decimal.Decimal
+	// ids holds the ids of the quotes this program accepted (or, restored
+	// from the journal, an earlier process did) whose expiry lies less than
+	// MaxExpiryAhead in the past, each with its expiry in microseconds;
+	// idOrder is their insertion order from idHead on, for eviction.
+	ids     map[string]int64
+	idOrder []acceptedID
+	idHead  int
+}
+
+type acceptedID struct {
+	id           string
+	expiryMicros int64
 }
 
 type dailyEntry struct {
@@ -150,11 +180,14 @@ func NewProgram(accountID string, cfg config.Program) *Program {
 		sell:        cfg.Side == config.SideSell,
 		fixedBase:   !cfg.Size.IsZero(),
 		minValidity: int64(cfg.MinValidity),
+		ids:         map[string]int64{},
 	}
 	if p.fixedBase {
 		p.limitBound = cfg.LimitPrice.Mul(cfg.Size)
 		p.sizeReserve = cfg.Size.Add(cfg.Reserve)
 	}
+	p.limitBoundN, p.sizeN, p.notionalN = newNum(p.limitBound), newNum(cfg.Size), newNum(cfg.Notional)
+	p.sizeReserveN, p.reserveN = newNum(p.sizeReserve), newNum(cfg.Reserve)
 	if cfg.Reference != nil && cfg.Reference.Window > 0 {
 		p.refOn = true
 		imp := cfg.Reference.MinImprovementBps.Shift(bpsExp)
@@ -164,6 +197,9 @@ func NewProgram(accountID string, cfg config.Program) *Program {
 			p.refFactor = decimal.NewFromInt(1).Sub(imp)
 		}
 		p.refHalf = p.refFactor.Mul(half)
+		if f, ok := toFixed(p.refFactor); ok && f.hi == 0 {
+			p.refFactorF, p.refFactorOK = f.lo, true
+		}
 		p.ref.window = int64(cfg.Reference.Window)
 	}
 	p.rooms()
@@ -192,16 +228,29 @@ func (p *Program) Decide(q *astra.Quote, qErr error, env Env, now time.Time) Dec
 	if qErr != nil || q == nil {
 		return Decision{OutcomeInvalid, "quote failed validation"}
 	}
-	base, quote := p.Quantities(q)
-	if base.Sign() <= 0 || quote.Sign() <= 0 || (p.fixedBase && cmp(base, p.cfg.Size) != 0) ||
-		(!p.fixedBase && cmp(quote, p.cfg.Notional) != 0) {
+	b, qt := p.Quantities(q)
+	base, quote := newNum(b), newNum(qt)
+	if b.Sign() <= 0 || qt.Sign() <= 0 || (p.fixedBase && base.cmp(p.sizeN) != 0) ||
+		(!p.fixedBase && quote.cmp(p.notionalN) != 0) {
 		// quotes.Validate refuses these; checked again because the
 		// precomputed bounds below rely on the fixed side.
 		return Decision{OutcomeInvalid, "quote quantities do not match the program"}
 	}
 	nowNanos := now.UnixNano()
+	if remainingNanos(q.ExpiryMicros, nowNanos) > int64(MaxExpiryAhead) {
+		return Decision{OutcomeInvalid, "quote expiry lies more than 10 minutes ahead"}
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if _, dup := p.ids[q.QuoteID]; dup {
+		return Decision{OutcomeInvalid, "quote id already accepted"}
+	}
+	if len(p.ids) >= maxAcceptedIDs {
+		p.evictIDs(nowNanos)
+		if len(p.ids) >= maxAcceptedIDs {
+			return Decision{OutcomeInvalid, "too many recently accepted quote ids to track"}
+		}
+	}
 	if p.refOn {
 		p.ref.evict(nowNanos)
 	}
@@ -216,7 +265,7 @@ func (p *Program) Decide(q *astra.Quote, qErr error, env Env, now time.Time) Dec
 	return d
 }
 
-func (p *Program) decideLocked(q *astra.Quote, base, quote decimal.Decimal, env Env, now time.Time, nowNanos int64) Decision {
+func (p *Program) decideLocked(q *astra.Quote, base, quote num, env Env, now time.Time, nowNanos int64) Decision {
 	if env.Paused {
 		return Decision{OutcomePaused, "paused by the kill switch"}
 	}
@@ -242,7 +291,7 @@ func (p *Program) decideLocked(q *astra.Quote, base, quote decimal.Decimal, env 
 	if p.hasAccept && now.Sub(p.lastAccept) < p.cfg.Cooldown {
 		return Decision{OutcomeCooldown, "within cooldown of the last accept"}
 	}
-	if !p.cfg.Target.IsZero() && cmp(base, p.targetRoom) > 0 {
+	if !p.cfg.Target.IsZero() && base.cmp(p.targetRoom) > 0 {
 		return Decision{OutcomeTargetReached, "executed base plus this quote would exceed target"}
 	}
 	if !p.cfg.MaxDailyNotional.IsZero() {
@@ -250,7 +299,7 @@ func (p *Program) decideLocked(q *astra.Quote, base, quote decimal.Decimal, env 
 		if len(p.daily)-p.dailyHead >= maxDailyAccepts {
 			return Decision{OutcomeDailyCap, "too many accepts in the last 24h to track"}
 		}
-		if cmp(quote, p.dailyRoom) > 0 {
+		if quote.cmp(p.dailyRoom) > 0 {
 			return Decision{OutcomeDailyCap, "24h notional plus this quote would exceed max_daily_notional"}
 		}
 	}
@@ -269,6 +318,12 @@ func (p *Program) decideLocked(q *astra.Quote, base, quote decimal.Decimal, env 
 	return Decision{OutcomeAccepted, "all checks passed"}
 }
 
+// Remaining is the time left before a quote expiring at expiryMicros (Unix
+// microseconds), as the decision computes it: negative once expired.
+func Remaining(expiryMicros int64, now time.Time) time.Duration {
+	return time.Duration(remainingNanos(expiryMicros, now.UnixNano()))
+}
+
 // remainingNanos is expiry − now in nanoseconds, saturating instead of
 // overflowing for absurd expiries.
 func remainingNanos(expiryMicros, nowNanos int64) int64 {
@@ -284,12 +339,13 @@ func remainingNanos(expiryMicros, nowNanos int64) int64 {
 
 // withinLimit: sell accepts price >= limit, buy price <= limit, with price =
 // quote/base compared as quote vs limit × base.
-func (p *Program) withinLimit(base, quote decimal.Decimal) bool {
-	bound := p.limitBound
-	if !p.fixedBase {
-		bound = p.cfg.LimitPrice.Mul(base)
+func (p *Program) withinLimit(base, quote num) bool {
+	var c int
+	if p.fixedBase {
+		c = quote.cmp(p.limitBoundN)
+	} else {
+		c = cmp(quote.d, p.cfg.LimitPrice.Mul(base.d))
 	}
-	c := cmp(quote, bound)
 	if p.sell {
 		return c >= 0
 	}
@@ -304,15 +360,20 @@ func (p *Program) withinLimit(base, quote decimal.Decimal) bool {
 //   - notional program (quote fixed at N): price_i = N/b_i, ordered inversely
 //     to b_i, so the median price is N/b_m (odd count) or
 //     N(b_a+b_b)/(2·b_a·b_b) (even count), and the test cross-multiplies.
-func (p *Program) beatsReference(base, quote decimal.Decimal) bool {
+func (p *Program) beatsReference(baseN, quoteN num) bool {
 	w := &p.ref
-	n := len(w.sorted)
+	n := w.Len()
 	if n == 0 {
 		return true
 	}
+	base, quote := baseN.d, quoteN.d
 	var c int
-	if p.fixedBase {
-		a, b := w.sorted[(n-1)/2], w.sorted[n/2]
+	if ea, eb := w.entry((n-1)/2), w.entry(n/2); p.fixedBase && p.refFactorOK && ea.exact && eb.exact && quoteN.ok {
+		// In fixed forms: Q ≥ (a+b)/2 × factor (a = b for an odd count)
+		// is 2·Q·10^18 ≥ (a+b)·factor·10^18, exact in 192 bits.
+		c = quoteN.f.mul(2 * fixedOne).cmp(ea.f.add(eb.f).mul(p.refFactorF))
+	} else if p.fixedBase {
+		a, b := w.key((n-1)/2), w.key(n/2)
 		if !p.thrOK || cmp(a, p.thrA) != 0 || cmp(b, p.thrB) != 0 {
 			if n%2 == 1 {
 				p.thr = a.Mul(p.refFactor)
@@ -326,9 +387,9 @@ func (p *Program) beatsReference(base, quote decimal.Decimal) bool {
 		// c compares price with median × factor: N/b vs factor·N/b_m is
 		// b_m vs factor·b, and the even case multiplies both sides out.
 		if n%2 == 1 {
-			c = cmp(w.sorted[n/2], base.Mul(p.refFactor))
+			c = cmp(w.key(n/2), base.Mul(p.refFactor))
 		} else {
-			a, b := w.sorted[n/2-1], w.sorted[n/2]
+			a, b := w.key(n/2-1), w.key(n/2)
 			c = cmp(two.Mul(a).Mul(b), base.Mul(p.refFactor).Mul(a.Add(b)))
 		}
 	}
@@ -340,15 +401,19 @@ func (p *Program) beatsReference(base, quote decimal.Decimal) bool {
 
 // keepsReserve: the balance of the asset sold minus the amount sold must stay
 // at or above reserve.
-func (p *Program) keepsReserve(base, quote, balance decimal.Decimal) bool {
+func (p *Program) keepsReserve(base, quote num, balance decimal.Decimal) bool {
+	bal := newNum(balance)
 	if p.sell && p.fixedBase {
-		return cmp(balance, p.sizeReserve) >= 0
+		return bal.cmp(p.sizeReserveN) >= 0
 	}
 	sold := quote
 	if p.sell {
 		sold = base
 	}
-	return cmp(balance, sold.Add(p.cfg.Reserve)) >= 0
+	if bal.ok && sold.ok && p.reserveN.ok {
+		return bal.f.cmp(sold.f.add(p.reserveN.f)) >= 0
+	}
+	return cmp(balance, sold.d.Add(p.cfg.Reserve)) >= 0
 }
 
 // Commit counts an accept (real or, in replay, would-be) of q decided at now:
@@ -360,6 +425,8 @@ func (p *Program) Commit(q *astra.Quote, now time.Time) {
 	defer p.mu.Unlock()
 	p.startCooldown(now)
 	p.addProgress(base, quote, now.UnixNano())
+	p.evictIDs(now.UnixNano())
+	p.addID(q.QuoteID, q.ExpiryMicros)
 }
 
 // CommitDryRun starts the cooldown for a dry-run would-be accept, in memory
@@ -391,11 +458,23 @@ func (p *Program) Release(baseQty, quoteQty decimal.Decimal, at time.Time) {
 	p.rooms()
 }
 
+// PastAccept is an accept made before, as Restore reads it from the journal.
+type PastAccept struct {
+	QuoteID           string
+	BaseQty, QuoteQty decimal.Decimal
+	SentAt            time.Time
+	ExpiryMicros      int64
+	// Counts: the accept executed or may have (ok, pending, unknown), so
+	// caps and targets count it.
+	Counts bool
+}
+
 // Restore rebuilds the progress from the program's journaled accepts at
 // start: executed base and 24h notional from those that count (ok, pending,
-// unknown), the cooldown from the newest accept whatever its result.
-func (p *Program) Restore(accepts []journal.Accept) {
-	as := make([]journal.Accept, len(accepts))
+// unknown), the cooldown from the newest accept whatever its result, and
+// the recently accepted quote ids.
+func (p *Program) Restore(accepts []PastAccept) {
+	as := make([]PastAccept, len(accepts))
 	copy(as, accepts)
 	sort.SliceStable(as, func(i, j int) bool { return as[i].SentAt.Before(as[j].SentAt) })
 	p.mu.Lock()
@@ -403,6 +482,7 @@ func (p *Program) Restore(accepts []journal.Accept) {
 	p.hasAccept, p.lastAccept = false, time.Time{}
 	p.executed, p.dailySum = decimal.Zero, decimal.Zero
 	p.daily, p.dailyHead = nil, 0
+	p.ids, p.idOrder, p.idHead = map[string]int64{}, nil, 0
 	defer p.rooms()
 	if len(as) == 0 {
 		return
@@ -410,8 +490,18 @@ func (p *Program) Restore(accepts []journal.Accept) {
 	newest := as[len(as)-1].SentAt
 	p.startCooldown(newest)
 	horizon := newest.Add(-dailyWindow).UnixNano()
+	// Every journaled accept's id, whatever its result, blocks the id: an
+	// unknown one may have executed, and a refused one is not tried again.
+	// Those that expired MaxExpiryAhead before the newest accept are
+	// refused by the expiry rules anyway; the rest are evicted by time later.
+	idHorizon := newest.Add(-MaxExpiryAhead).UnixMicro()
 	for _, a := range as {
-		if !a.Counts() {
+		if a.QuoteID != "" && a.ExpiryMicros >= idHorizon {
+			p.addID(a.QuoteID, a.ExpiryMicros)
+		}
+	}
+	for _, a := range as {
+		if !a.Counts {
 			continue
 		}
 		at := a.SentAt.UnixNano()
@@ -442,24 +532,56 @@ func (p *Program) addProgress(base, quote decimal.Decimal, atNanos int64) {
 	p.rooms()
 }
 
-// rooms recomputes targetRoom and dailyRoom after progress changed.
-func (p *Program) rooms() {
-	p.targetRoom = p.cfg.Target.Sub(p.executed)
-	p.dailyRoom = p.cfg.MaxDailyNotional.Sub(p.dailySum)
+// addID remembers an accepted quote id.
+func (p *Program) addID(id string, expiryMicros int64) {
+	if _, ok := p.ids[id]; ok {
+		return
+	}
+	p.ids[id] = expiryMicros
+	p.idOrder = append(p.idOrder, acceptedID{id: id, expiryMicros: expiryMicros})
 }
 
-// adopt takes over old's progress (cooldown, executed base, 24h notional):
-// a program changed by a reload keeps what it has done. The reference window
-// starts empty, as its rules may have changed.
-func (p *Program) adopt(old *Program) {
+// evictIDs forgets the accepted ids, oldest first, whose expiry lies
+// MaxExpiryAhead or more in the past: a quote carrying one again is refused
+// by the expiry rules (SPEC 5.2). Insertion order is near enough to expiry
+// order; an id behind a later-expiring one is kept a little longer.
+func (p *Program) evictIDs(nowNanos int64) {
+	horizon := (nowNanos - int64(MaxExpiryAhead)) / 1000
+	for p.idHead < len(p.idOrder) && p.idOrder[p.idHead].expiryMicros < horizon {
+		delete(p.ids, p.idOrder[p.idHead].id)
+		p.idOrder[p.idHead] = acceptedID{}
+		p.idHead++
+	}
+	if p.idHead > 0 && p.idHead >= len(p.idOrder)/2 {
+		n := copy(p.idOrder, p.idOrder[p.idHead:])
+		clear(p.idOrder[n:])
+		p.idOrder, p.idHead = p.idOrder[:n], 0
+	}
+}
+
+// rooms recomputes targetRoom and dailyRoom after progress changed.
+func (p *Program) rooms() {
+	p.targetRoom = newNum(p.cfg.Target.Sub(p.executed))
+	p.dailyRoom = newNum(p.cfg.MaxDailyNotional.Sub(p.dailySum))
+}
+
+// Adopt takes over old's progress (cooldown, executed base, 24h notional,
+// accepted quote ids): a program changed by a reload keeps what it has done.
+// The reference window starts empty, as its rules may have changed.
+func (p *Program) Adopt(old *Program) {
 	old.mu.Lock()
 	hasAccept, lastAccept, executed, dailySum := old.hasAccept, old.lastAccept, old.executed, old.dailySum
 	daily := append([]dailyEntry(nil), old.daily[old.dailyHead:]...)
+	idOrder := append([]acceptedID(nil), old.idOrder[old.idHead:]...)
 	old.mu.Unlock()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.hasAccept, p.lastAccept, p.executed, p.dailySum = hasAccept, lastAccept, executed, dailySum
 	p.daily, p.dailyHead = daily, 0
+	p.ids, p.idOrder, p.idHead = make(map[string]int64, len(idOrder)), nil, 0
+	for _, a := range idOrder {
+		p.addID(a.id, a.expiryMicros)
+	}
 	p.rooms()
 }
 
@@ -495,68 +617,4 @@ func (p *Program) Progress(now time.Time) Progress {
 		pr.LastAccept = p.lastAccept
 	}
 	return pr
-}
-
-// refWindow holds the keys (the varying quantity: quote for size programs,
-// base for notional ones) of the valid quotes of the last reference.window,
-// in arrival order (a ring, for eviction) and sorted (for the median). An
-// insert or eviction is a binary search and one memmove, never a sort.
-type refWindow struct {
-	window int64 // nanoseconds
-	at     []int64
-	keys   []decimal.Decimal
-	head   int // index of the oldest entry in at/keys
-	n      int
-	sorted []decimal.Decimal
-}
-
-func (w *refWindow) evict(nowNanos int64) {
-	horizon := nowNanos - w.window
-	for w.n > 0 && w.at[w.head] <= horizon {
-		w.pop()
-	}
-}
-
-func (w *refWindow) pop() {
-	k := w.keys[w.head]
-	w.keys[w.head] = decimal.Decimal{}
-	w.head = (w.head + 1) % len(w.at)
-	w.n--
-	i := sort.Search(len(w.sorted), func(i int) bool { return cmp(w.sorted[i], k) >= 0 })
-	copy(w.sorted[i:], w.sorted[i+1:])
-	w.sorted[len(w.sorted)-1] = decimal.Decimal{}
-	w.sorted = w.sorted[:len(w.sorted)-1]
-}
-
-func (w *refWindow) insert(nowNanos int64, k decimal.Decimal) {
-	if w.n == refCapacity {
-		w.pop()
-	}
-	if w.n == len(w.at) {
-		w.grow()
-	}
-	tail := (w.head + w.n) % len(w.at)
-	w.at[tail], w.keys[tail] = nowNanos, k
-	w.n++
-	i := sort.Search(len(w.sorted), func(i int) bool { return cmp(w.sorted[i], k) > 0 })
-	w.sorted = append(w.sorted, decimal.Decimal{})
-	copy(w.sorted[i+1:], w.sorted[i:])
-	w.sorted[i] = k
-}
-
-// grow doubles the ring (up to refCapacity), unrolling it to start at 0.
-func (w *refWindow) grow() {
-	size := min(max(2*len(w.at), 16), refCapacity)
-	at := make([]int64, size)
-	keys := make([]decimal.Decimal, size)
-	for i := 0; i < w.n; i++ {
-		j := (w.head + i) % len(w.at)
-		at[i], keys[i] = w.at[j], w.keys[j]
-	}
-	w.at, w.keys, w.head = at, keys, 0
-	if cap(w.sorted) < size {
-		s := make([]decimal.Decimal, len(w.sorted), size)
-		copy(s, w.sorted)
-		w.sorted = s
-	}
 }

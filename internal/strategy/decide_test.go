@@ -2,7 +2,9 @@ package strategy
 
 import (
 	"errors"
+	"fmt"
 	"sort"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -10,7 +12,6 @@ import (
 
 	"treasuryd/internal/astra"
 	"treasuryd/internal/config"
-	"treasuryd/internal/journal"
 )
 
 const testAccount = "3b7a5c1e-0f4e-4a51-9a6e-1f0c2d3e4f50"
@@ -58,7 +59,7 @@ func notionalProgram(side string) config.Program {
 // expires ttl after t0.
 func quoteAt(cfg config.Program, base, quote string, ttl time.Duration) *astra.Quote {
 	q := &astra.Quote{
-		QuoteID: "q-" + quote, AccountID: testAccount,
+		QuoteID: fmt.Sprintf("q-%s-%d", quote, quoteSeq.Add(1)), AccountID: testAccount,
 		ExpiryMicros: t0.Add(ttl).UnixMicro(), Signature: "sig",
 	}
 	if cfg.Side == config.SideSell {
@@ -68,6 +69,9 @@ func quoteAt(cfg config.Program, base, quote string, ttl time.Duration) *astra.Q
 	}
 	return q
 }
+
+// quoteSeq makes every test quote's id unique: a repeated id is invalid.
+var quoteSeq atomic.Int64
 
 // sized quotes a size-0.5 program at price (quote per base).
 func sized(cfg config.Program, price string, ttl time.Duration) *astra.Quote {
@@ -102,6 +106,34 @@ func TestDecideOutcomes(t *testing.T) {
 		{name: "invalid without a quote", cfg: sell, qErr: errors.New("undecodable"), want: OutcomeInvalid},
 		{name: "invalid when the fixed size does not match", cfg: sell,
 			quote: quoteAt(sell, "0.6", "39000", 5*time.Second), want: OutcomeInvalid},
+		{name: "invalid when the expiry lies more than 10 minutes ahead", cfg: sell,
+			quote: sized(sell, "65000", 10*time.Minute+time.Microsecond), want: OutcomeInvalid},
+		{name: "an expiry exactly 10 minutes ahead is valid", cfg: sell,
+			quote: sized(sell, "65000", 10*time.Minute), want: OutcomeAccepted},
+		{name: "invalid when the id was accepted by this process", cfg: sell,
+			setup: func(p *Program) { p.Commit(withID(sized(sell, "65000", 5*time.Second), "dup"), t0.Add(-time.Minute)) },
+			quote: withID(sized(sell, "65000", 5*time.Second), "dup"), want: OutcomeInvalid, reason: "quote id already accepted"},
+		{name: "invalid when the id was accepted, even if the desk refused it", cfg: sell,
+			setup: func(p *Program) {
+				q := withID(sized(sell, "65000", 5*time.Second), "dup")
+				p.Commit(q, t0.Add(-time.Minute))
+				p.Release(dec("0.5"), dec("32500"), t0.Add(-time.Minute))
+			},
+			quote: withID(sized(sell, "65000", 5*time.Second), "dup"), want: OutcomeInvalid},
+		{name: "invalid when the journal holds the id from an earlier process", cfg: sell,
+			setup: restoreID("dup", t0.Add(-time.Minute), t0.Add(-time.Minute+5*time.Second), false),
+			quote: withID(sized(sell, "65000", 5*time.Second), "dup"), want: OutcomeInvalid, reason: "quote id already accepted"},
+		{name: "an id whose quote expired long before the newest accept is not restored", cfg: sell,
+			setup: func(p *Program) {
+				p.Restore([]PastAccept{
+					{QuoteID: "dup", SentAt: t0.Add(-2 * time.Hour), ExpiryMicros: t0.Add(-2 * time.Hour).UnixMicro(), Counts: false /* error */},
+					{QuoteID: "other", SentAt: t0.Add(-time.Hour), ExpiryMicros: t0.Add(-time.Hour).UnixMicro(), Counts: false /* error */},
+				})
+			},
+			quote: withID(sized(sell, "65000", 5*time.Second), "dup"), want: OutcomeAccepted},
+		{name: "another id is accepted", cfg: sell,
+			setup: restoreID("dup", t0.Add(-time.Minute), t0.Add(-time.Minute+5*time.Second), true),
+			quote: withID(sized(sell, "65000", 5*time.Second), "fresh"), want: OutcomeAccepted},
 		{name: "paused", cfg: sell, quote: sized(sell, "65000", 5*time.Second),
 			env: func(e *Env) { e.Paused = true }, want: OutcomePaused},
 		{name: "compliance names the gate's reason", cfg: sell, quote: sized(sell, "65000", 5*time.Second),
@@ -121,15 +153,21 @@ func TestDecideOutcomes(t *testing.T) {
 			quote: sized(sell, "65012.99", 5*time.Second), want: OutcomeReference},
 		{name: "sell at median plus bps", cfg: sell, setup: window(sell, "65000", "65000", "66000"),
 			quote: sized(sell, "65013", 5*time.Second), want: OutcomeAccepted},
+		{name: "sell under the median beyond 18 decimals", cfg: sell,
+			setup: window(sell, "65000.00000000000000000002", "65000.00000000000000000002", "66000"),
+			quote: sized(sell, "65013", 5*time.Second), want: OutcomeReference},
+		{name: "sell at the median beyond 18 decimals", cfg: sell,
+			setup: window(sell, "65000.00000000000000000002", "65000.00000000000000000002", "66000"),
+			quote: sized(sell, "65013.00000000000000000003", 5*time.Second), want: OutcomeAccepted},
 		{name: "sell even window uses the mean of the middle two", cfg: sell, setup: window(sell, "64000", "65000", "67000", "90000"),
 			quote: sized(sell, "66013.19", 5*time.Second), want: OutcomeReference},
 		{name: "sell even window passes at mean times factor", cfg: sell, setup: window(sell, "64000", "65000", "67000", "90000"),
 			quote: sized(sell, "66013.2", 5*time.Second), want: OutcomeAccepted},
 		{name: "quotes older than the window do not count", cfg: sell, setup: func(p *Program) {
-			p.Decide(sized(sell, "70000", time.Hour), nil, openEnv(), t0.Add(-5*time.Minute))
+			p.Decide(sized(sell, "70000", 5*time.Minute), nil, openEnv(), t0.Add(-5*time.Minute))
 		}, quote: sized(sell, "65000", 5*time.Second), want: OutcomeAccepted},
 		{name: "invalid quotes do not join the window", cfg: sell, setup: func(p *Program) {
-			p.Decide(sized(sell, "70000", time.Hour), errors.New("bad"), openEnv(), t0.Add(-time.Second))
+			p.Decide(sized(sell, "70000", 5*time.Minute), errors.New("bad"), openEnv(), t0.Add(-time.Second))
 		}, quote: sized(sell, "65000", 5*time.Second), want: OutcomeAccepted},
 		{name: "buy over median minus bps", cfg: buy, setup: window(buy, "60000", "60000", "61000"),
 			quote: sized(buy, "59988.01", 5*time.Second), env: func(e *Env) { e.Balance = dec("100000") }, want: OutcomeReference},
@@ -198,7 +236,7 @@ func window(cfg config.Program, prices ...string) func(p *Program) {
 			at := t0.Add(-time.Duration(len(prices)-i) * time.Second)
 			env := openEnv()
 			env.Paused = true // the window takes every valid quote, whatever its outcome
-			p.Decide(sized(cfg, pr, time.Hour), nil, env, at)
+			p.Decide(sized(cfg, pr, 5*time.Minute), nil, env, at)
 		}
 	}
 }
@@ -210,7 +248,52 @@ func commitAt(cfg config.Program, at time.Time) func(p *Program) {
 // restore loads one counted accept of base/quote sent at `at`.
 func restore(cfg config.Program, base, quote string, at time.Time) func(p *Program) {
 	return func(p *Program) {
-		p.Restore([]journal.Accept{{Program: cfg.Name, BaseQty: dec(base), QuoteQty: dec(quote), SentAt: at, Result: journal.AcceptOK}})
+		p.Restore([]PastAccept{{BaseQty: dec(base), QuoteQty: dec(quote), SentAt: at, Counts: true /* ok */}})
+	}
+}
+
+func withID(q *astra.Quote, id string) *astra.Quote { q.QuoteID = id; return q }
+
+// restoreID loads one journaled accept of quote id, sent at `at`, whose quote
+// expired at expiry, executed (counts) or not (and with no quantities).
+func restoreID(id string, at, expiry time.Time, counts bool) func(p *Program) {
+	return func(p *Program) {
+		p.Restore([]PastAccept{{QuoteID: id, SentAt: at, ExpiryMicros: expiry.UnixMicro(), Counts: counts}})
+	}
+}
+
+// TestAcceptedIDsAreForgottenAfterTheirExpiryBound: an accepted id is
+// remembered until its quote expired MaxExpiryAhead ago, and the set does
+// not grow with the accepts of more than that span.
+func TestAcceptedIDsAreForgottenAfterTheirExpiryBound(t *testing.T) {
+	cfg := sellProgram()
+	cfg.Cooldown, cfg.Target, cfg.MaxDailyNotional, cfg.Reference = 0, decimal.Zero, decimal.Zero, nil
+	p := NewProgram(testAccount, cfg)
+	q := withID(sized(cfg, "65000", 5*time.Second), "dup")
+	p.Commit(q, t0)
+	again := func(at time.Time) string {
+		q := withID(sized(cfg, "65000", 5*time.Second), "dup")
+		q.ExpiryMicros = at.Add(5 * time.Second).UnixMicro()
+		return p.Decide(q, nil, openEnv(), at).Outcome
+	}
+	if got := again(t0.Add(MaxExpiryAhead)); got != OutcomeInvalid {
+		t.Fatalf("10 minutes later: %s, want invalid", got)
+	}
+	// One accept a second for an hour: the set keeps about 10 minutes' worth.
+	for i := 1; i <= 3600; i++ {
+		at := t0.Add(time.Duration(i) * time.Second)
+		q := withID(sized(cfg, "65000", 5*time.Second), fmt.Sprint("id-", i))
+		q.ExpiryMicros = at.Add(5 * time.Second).UnixMicro()
+		p.Commit(q, at)
+	}
+	p.mu.Lock()
+	n := len(p.ids)
+	p.mu.Unlock()
+	if limit := int(MaxExpiryAhead/time.Second) + 10; n > limit {
+		t.Errorf("the set holds %d ids after an hour of accepts, want at most %d", n, limit)
+	}
+	if got := again(t0.Add(time.Hour)); got != OutcomeAccepted {
+		t.Errorf("an hour later: %s, want accepted (the id is forgotten)", got)
 	}
 }
 
@@ -221,11 +304,11 @@ func TestDecideChecksInSpecOrder(t *testing.T) {
 	cfg.Target = dec("10")
 	p := NewProgram(testAccount, cfg)
 	// Progress: 9.6 executed, 99,990 notional, last accept 1s before t0.
-	p.Restore([]journal.Accept{{BaseQty: dec("9.6"), QuoteQty: dec("99990"), SentAt: t0.Add(-time.Second), Result: journal.AcceptUnknown}})
+	p.Restore([]PastAccept{{BaseQty: dec("9.6"), QuoteQty: dec("99990"), SentAt: t0.Add(-time.Second), Counts: true /* unknown */}})
 	// A reference window at 70,000, big enough that the quotes decided
 	// below (which join it) do not move its median.
 	for i := 0; i < 9; i++ {
-		p.Decide(sized(cfg, "70000", time.Hour), nil, Env{}, t0.Add(-time.Duration(20-i)*time.Second))
+		p.Decide(sized(cfg, "70000", 5*time.Minute), nil, Env{}, t0.Add(-time.Duration(20-i)*time.Second))
 	}
 	price := "60000"
 	ttl := 100 * time.Millisecond
@@ -239,7 +322,7 @@ func TestDecideChecksInSpecOrder(t *testing.T) {
 		{OutcomeInvalid, func() { qErr = nil }},
 		{OutcomePaused, func() { env.Paused = false }},
 		{OutcomeCompliance, func() { env.GateOpen = true }},
-		{OutcomeExpiring, func() { ttl = time.Hour }},
+		{OutcomeExpiring, func() { ttl = 5 * time.Minute }},
 		{OutcomeLimitPrice, func() { price = "65000" }},
 		{OutcomeReference, func() { price = "71000" }},
 		{OutcomeCooldown, func() { now = t0.Add(time.Minute) }},
@@ -295,7 +378,7 @@ func TestNotionalProgramComparesWithoutDividing(t *testing.T) {
 			cfg := notionalProgram(tt.side)
 			p := NewProgram(testAccount, cfg)
 			for i, b := range tt.window {
-				p.Decide(quoteAt(cfg, b, "32000", time.Hour), nil, Env{}, t0.Add(-time.Duration(10-i)*time.Second))
+				p.Decide(quoteAt(cfg, b, "32000", 5*time.Minute), nil, Env{}, t0.Add(-time.Duration(10-i)*time.Second))
 			}
 			env := openEnv()
 			env.Balance = dec("1000000")
@@ -311,6 +394,19 @@ func TestNotionalProgramComparesWithoutDividing(t *testing.T) {
 // evictions and the capacity bound and checks its median against a brute
 // force over the same quotes.
 func TestReferenceMedianMatchesSortedWindow(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		fine int // every fine-th quote carries a price with 20 decimals: a key with no fixed form
+	}{{"fixed-point keys", 0}, {"some keys beyond 18 decimals", 7}} {
+		t.Run(tt.name, func(t *testing.T) { checkWindowAgainstBruteForce(t, tt.fine) })
+	}
+}
+
+// checkWindowAgainstBruteForce drives the window through inserts, evictions
+// and the capacity bound and checks it, at decision time (evicted, with the
+// hole the next insert closes) and after, against a brute force over the
+// same quotes.
+func checkWindowAgainstBruteForce(t *testing.T, fine int) {
 	cfg := sellProgram()
 	cfg.Reference = &config.Reference{Window: 30 * time.Second}
 	p := NewProgram(testAccount, cfg)
@@ -319,38 +415,46 @@ func TestReferenceMedianMatchesSortedWindow(t *testing.T) {
 		qty decimal.Decimal
 	}
 	var all []rec
-	seed := uint64(7)
-	for i := 0; i < 3000; i++ {
-		seed = seed*6364136223846793005 + 1442695040888963407
-		price := decimal.New(int64(60000_00+seed>>40%1000000), -2) // 60000.00 .. 69999.99
-		now := t0.Add(time.Duration(i) * 20 * time.Millisecond)
-		q := sized(cfg, price.String(), time.Hour)
-		_, qty := p.Quantities(q)
-		p.Decide(q, nil, Env{}, now)
-		all = append(all, rec{now, qty})
-		if i%25 != 0 && i != 2999 {
-			continue
-		}
+	check := func(step int, now time.Time, from int) {
+		t.Helper()
 		// Brute force: the valid quotes of the last 30s, newest refCapacity.
 		var in []decimal.Decimal
-		for j := len(all) - 1; j >= 0 && len(in) < refCapacity; j-- {
+		for j := from; j >= 0 && len(in) < refCapacity; j-- {
 			if now.Sub(all[j].at) < 30*time.Second {
 				in = append(in, all[j].qty)
 			}
 		}
-		if len(in) != len(p.ref.sorted) {
-			t.Fatalf("step %d: window holds %d, want %d", i, len(p.ref.sorted), len(in))
-		}
-		for k := 1; k < len(p.ref.sorted); k++ {
-			if p.ref.sorted[k-1].GreaterThan(p.ref.sorted[k]) {
-				t.Fatalf("step %d: window not sorted at %d", i, k)
-			}
+		if len(in) != p.ref.Len() {
+			t.Fatalf("step %d: window holds %d, want %d", step, p.ref.Len(), len(in))
 		}
 		sortDecimals(in)
 		for k := range in {
-			if !in[k].Equal(p.ref.sorted[k]) {
-				t.Fatalf("step %d: sorted[%d] = %s, want %s", i, k, p.ref.sorted[k], in[k])
+			if !in[k].Equal(p.ref.key(k)) {
+				t.Fatalf("step %d: sorted[%d] = %s, want %s", step, k, p.ref.key(k), in[k])
 			}
+		}
+	}
+	seed := uint64(7)
+	for i := 0; i < 3000; i++ {
+		seed = seed*6364136223846793005 + 1442695040888963407
+		price := decimal.New(int64(60000_00+seed>>40%1000000), -2) // 60000.00 .. 69999.99
+		if fine > 0 && i%fine == 0 {
+			price = price.Add(decimal.New(int64(seed>>50%1000+1), -20))
+		}
+		now := t0.Add(time.Duration(i) * 20 * time.Millisecond)
+		q := sized(cfg, price.String(), 5*time.Minute)
+		_, qty := p.Quantities(q)
+		checkNow := i%25 == 0 || i == 2999
+		if checkNow && i > 0 {
+			p.mu.Lock()
+			p.ref.evict(now.UnixNano()) // as Decide does first
+			check(i, now, len(all)-1)
+			p.mu.Unlock()
+		}
+		p.Decide(q, nil, Env{}, now)
+		all = append(all, rec{now, qty})
+		if checkNow {
+			check(i, now, len(all)-1)
 		}
 	}
 }
@@ -381,13 +485,13 @@ func TestReleaseTakesBackProgress(t *testing.T) {
 func TestRestoreCountsOnlyExecutedAccepts(t *testing.T) {
 	cfg := sellProgram()
 	p := NewProgram(testAccount, cfg)
-	p.Restore([]journal.Accept{
-		{BaseQty: dec("0.5"), QuoteQty: dec("32000"), SentAt: t0.Add(-48 * time.Hour), Result: journal.AcceptOK},
-		{BaseQty: dec("0.5"), QuoteQty: dec("32100"), SentAt: t0.Add(-3 * time.Hour), Result: journal.AcceptUnknown},
-		{BaseQty: dec("0.5"), QuoteQty: dec("32200"), SentAt: t0.Add(-2 * time.Hour), Result: journal.AcceptPending},
-		{BaseQty: dec("0.5"), QuoteQty: dec("32300"), SentAt: t0.Add(-90 * time.Minute), Result: journal.AcceptRejected},
-		{BaseQty: dec("0.5"), QuoteQty: dec("32400"), SentAt: t0.Add(-80 * time.Minute), Result: journal.AcceptMissing},
-		{BaseQty: dec("0.5"), QuoteQty: dec("32500"), SentAt: t0.Add(-10 * time.Second), Result: journal.AcceptError},
+	p.Restore([]PastAccept{
+		{BaseQty: dec("0.5"), QuoteQty: dec("32000"), SentAt: t0.Add(-48 * time.Hour), Counts: true /* ok */},
+		{BaseQty: dec("0.5"), QuoteQty: dec("32100"), SentAt: t0.Add(-3 * time.Hour), Counts: true /* unknown */},
+		{BaseQty: dec("0.5"), QuoteQty: dec("32200"), SentAt: t0.Add(-2 * time.Hour), Counts: true /* pending */},
+		{BaseQty: dec("0.5"), QuoteQty: dec("32300"), SentAt: t0.Add(-90 * time.Minute), Counts: false /* rejected */},
+		{BaseQty: dec("0.5"), QuoteQty: dec("32400"), SentAt: t0.Add(-80 * time.Minute), Counts: false /* missing */},
+		{BaseQty: dec("0.5"), QuoteQty: dec("32500"), SentAt: t0.Add(-10 * time.Second), Counts: false /* error */},
 	})
 	pr := p.Progress(t0)
 	if !pr.Executed.Equal(dec("1.5")) {
@@ -414,6 +518,55 @@ func TestCompareIsExact(t *testing.T) {
 		}
 		if got, want := cmp(b, a), b.Cmp(a); got != want {
 			t.Errorf("cmp(%s, %s) = %d, want %d", tt.b, tt.a, got, want)
+		}
+	}
+}
+
+// TestFixedFormsCompareExactly: comparing through fixed forms (or, without
+// one, through the decimals) gives exactly what decimal.Cmp gives, and the
+// reference test in 192 bits what the decimal formula gives, for
+// quantities of every shape the desk may send.
+func TestFixedFormsCompareExactly(t *testing.T) {
+	seed := uint64(11)
+	next := func(n uint64) uint64 { seed = seed*6364136223846793005 + 1442695040888963407; return seed >> 20 % n }
+	random := func() decimal.Decimal {
+		switch next(6) {
+		case 0: // beyond 18 decimals: no fixed form
+			return decimal.New(int64(next(1e12)+1), -int32(19+next(10)))
+		case 1: // a coefficient beyond 18 digits
+			return dec("1234567890123456789012.5").Add(decimal.New(int64(next(1e6)), -1))
+		case 2:
+			return decimal.Zero
+		default: // what the desk sends: up to 10 decimals, up to 10^9
+			return decimal.New(int64(next(1e15)), -int32(next(11)))
+		}
+	}
+	for i := 0; i < 20000; i++ {
+		a, b := random(), random()
+		if i%5 == 0 {
+			b = a.Add(decimal.New(int64(next(3))-1, a.Exponent())) // a neighbour
+		}
+		if got, want := newNum(a).cmp(newNum(b)), a.Cmp(b); got != want {
+			t.Fatalf("newNum(%s).cmp(%s) = %d, want %d", a, b, got, want)
+		}
+		fa, oka := toFixed(a)
+		fb, okb := toFixed(b)
+		if !oka || !okb {
+			continue
+		}
+		factor := decimal.New(int64(10000+next(200)), -4) // 1 + up to 199 bps
+		ff, ok := toFixed(factor)
+		if !ok || ff.hi != 0 {
+			t.Fatalf("factor %s has no 64-bit fixed form", factor)
+		}
+		q := a.Add(b).Mul(factor).Div(two).Add(decimal.New(int64(next(3))-1, -12))
+		fq, okq := toFixed(q)
+		if !okq {
+			continue
+		}
+		got := fq.mul(2 * fixedOne).cmp(fa.add(fb).mul(ff.lo))
+		if want := q.Mul(two).Cmp(a.Add(b).Mul(factor)); got != want {
+			t.Fatalf("2·%s vs (%s+%s)·%s: fixed says %d, decimals %d", q, a, b, factor, got, want)
 		}
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"treasuryd/internal/astra"
+	"treasuryd/internal/balances"
 	"treasuryd/internal/config"
 	"treasuryd/internal/crashpoint"
 	"treasuryd/internal/journal"
@@ -156,14 +157,8 @@ func (b *balanceCache) get(ctx context.Context, asset string) (decimal.Decimal, 
 			b.err = fmt.Errorf("withdraw: fetch balances: %w", err)
 		} else {
 			// An asset may have entries on several networks; its balance is
-			// their sum. Entries without a symbol (tokens named by network
-			// and contract) are not rule assets.
-			b.by = make(map[string]decimal.Decimal, len(list))
-			for _, e := range list {
-				if e.Symbol != "" {
-					b.by[e.Symbol] = b.by[e.Symbol].Add(e.Amount)
-				}
-			}
+			// their sum.
+			b.by = balances.BySymbol(list)
 		}
 	}
 	if b.err != nil {

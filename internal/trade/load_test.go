@@ -1,11 +1,10 @@
-package strategy
+package trade
 
 import (
 	"bytes"
 	"context"
 	"fmt"
 	"io"
-	"maps"
 	"net/http"
 	"net/http/httptrace"
 	"os"
@@ -26,17 +25,19 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"treasuryd/internal/astra"
+	"treasuryd/internal/balances"
 	"treasuryd/internal/config"
 	"treasuryd/internal/journal"
 	"treasuryd/internal/metrics"
 	"treasuryd/internal/sim"
+	"treasuryd/internal/strategy"
 )
 
 // The SPEC 8 load scenarios against the simulator. They are slow and
 // heavy, so they run only with TREASURYD_LOAD=1:
 //
-//	TREASURYD_LOAD=1 go test -run '^$' -bench BenchmarkLoad200Programs -benchtime 1x ./internal/strategy/
-//	TREASURYD_LOAD=1 go test -run '^Test1000Streams$' -v ./internal/strategy/
+//	TREASURYD_LOAD=1 go test -run '^$' -bench BenchmarkLoad200Programs -benchtime 1x ./internal/trade/
+//	TREASURYD_LOAD=1 go test -run '^Test1000Streams$' -v ./internal/trade/
 //
 // TREASURYD_LOAD_SECONDS sets how long the 200-program run lasts (default
 // 20). TestLoadHarnessTimesEveryAccept runs the same harness briefly in CI.
@@ -126,13 +127,13 @@ func quoteIDOf(b []byte) string {
 	return string(rest[:end])
 }
 
-// probe times the accept path from outside the engine. The Recorder
+// probe times the accept path from outside the runner. The Recorder
 // hook gives each frame's read time (Event.ReceivedAt, taken by the stream
 // right after the whole frame was read off the socket) and the decision; a
-// wrapper of the desk notes when the engine hands the accept to the client;
+// wrapper of the desk notes when the runner hands the accept to the client;
 // an http.RoundTripper notes when net/http has written the accept request to
 // the connection (httptrace WroteRequest, after the flush). Nothing in the
-// engine is changed to measure it.
+// runner is changed to measure it.
 type probe struct {
 	read sync.Map // quote id -> time.Time the frame was read
 
@@ -154,10 +155,10 @@ type probe struct {
 
 func newProbe() *probe { return &probe{outcomes: map[string]int{}} }
 
-// record is the engine's Recorder.
-func (p *probe) record(_ string, frame []byte, at time.Time, _ Env, outcome string) {
+// record is the runner's Recorder.
+func (p *probe) record(_ string, frame []byte, at time.Time, _ strategy.Env, outcome string) {
 	took := time.Since(at)
-	if outcome == OutcomeAccepted {
+	if outcome == strategy.OutcomeAccepted {
 		p.read.Store(quoteIDOf(frame), at)
 	}
 	p.mu.Lock()
@@ -165,7 +166,7 @@ func (p *probe) record(_ string, frame []byte, at time.Time, _ Env, outcome stri
 		p.phases[at.UnixNano()%int64(p.cycle)/int64(time.Millisecond)]++
 	}
 	p.outcomes[outcome]++
-	if outcome != OutcomeAccepted {
+	if outcome != strategy.OutcomeAccepted {
 		p.decided = append(p.decided, took)
 	}
 	p.mu.Unlock()
@@ -179,7 +180,7 @@ func (p *probe) since(rawQuote []byte) (time.Duration, bool) {
 	return time.Since(v.(time.Time)), true
 }
 
-// probeDesk is the engine's Desk with the hand-off to the client timed.
+// probeDesk is the runner's Desk with the hand-off to the client timed.
 type probeDesk struct {
 	Desk
 	p *probe
@@ -194,7 +195,7 @@ func (d probeDesk) AcceptQuote(ctx context.Context, rawQuote []byte) error {
 	return d.Desk.AcceptQuote(ctx, rawQuote)
 }
 
-// probeJournal is the engine's journal with the accept writes timed.
+// probeJournal is the runner's journal with the accept writes timed.
 type probeJournal struct {
 	Journal
 	p *probe
@@ -271,7 +272,7 @@ type loadRun struct {
 	programs     int
 	interval     time.Duration // the desk's quote interval per stream
 	duration     time.Duration // measured time, after every stream is up
-	balanceEvery time.Duration // 0: the engine's default
+	balanceEvery time.Duration // 0: the runner's default
 	idlePerHost  int           // the client transport's MaxIdleConnsPerHost; 0: the astra client's default transport
 	logger       *zap.Logger   // nil: no logging
 	// spread starts the programs' streams one by one across a quote
@@ -330,15 +331,22 @@ func (lr loadRun) run(tb testing.TB) loadResult {
 	if lr.spread {
 		pol = &config.Policy{AccountID: testAccount}
 	}
+	book := balances.New(balances.Options{Log: lr.logger, Metrics: m, Desk: client, Every: lr.balanceEvery})
+	if err := book.Start(context.Background()); err != nil {
+		tb.Fatal(err)
+	}
+	defer book.Stop(context.Background())
 	e := New(Deps{Log: lr.logger, Metrics: m, Journal: probeJournal{Journal: j, p: p}, Desk: probeDesk{Desk: client, p: p},
-		Policy: pol, BalanceEvery: lr.balanceEvery, Recorder: p.record})
+		Book: book, Policy: pol, Recorder: p.record})
 	if err := e.Start(context.Background()); err != nil {
 		tb.Fatal(err)
 	}
 	if lr.spread {
 		step := lr.interval / time.Duration(lr.programs)
 		for i := range programs {
-			e.Apply(&config.Policy{AccountID: testAccount, Programs: programs[:i+1]})
+			if err := e.Apply(&config.Policy{AccountID: testAccount, Programs: programs[:i+1]}); err != nil {
+				tb.Fatal(err)
+			}
 			for n := time.Now(); desk.OpenStreams() <= i || time.Since(n) < step; {
 				time.Sleep(step / 4)
 			}
@@ -358,9 +366,9 @@ func (lr loadRun) run(tb testing.TB) loadResult {
 	}
 	tb.Cleanup(stopEngine)
 	deadline := time.Now().Add(30 * time.Second)
-	for desk.OpenStreams() < lr.programs || !e.Ready() {
+	for desk.OpenStreams() < lr.programs || !book.Ready() {
 		if time.Now().After(deadline) {
-			tb.Fatalf("%d of %d streams open, ready %v after 30s", desk.OpenStreams(), lr.programs, e.Ready())
+			tb.Fatalf("%d of %d streams open, ready %v after 30s", desk.OpenStreams(), lr.programs, book.Ready())
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -534,10 +542,10 @@ func TestLoadHarnessTimesEveryAccept(t *testing.T) {
 	// The samples were reset once every stream was up: an accept under way
 	// then is counted on one side only, at most one per program.
 	within := func(a, b int) bool { return a-b <= programs && b-a <= programs }
-	if !within(len(p.sent), int(res.accepted)) || !within(len(p.sent), p.outcomes[OutcomeAccepted]) ||
+	if !within(len(p.sent), int(res.accepted)) || !within(len(p.sent), p.outcomes[strategy.OutcomeAccepted]) ||
 		!within(len(p.sent), len(p.handoff)) {
 		t.Errorf("%d accepts timed, %d hand-offs, %d accepted decisions, accepts_total %v",
-			len(p.sent), len(p.handoff), p.outcomes[OutcomeAccepted], res.accepted)
+			len(p.sent), len(p.handoff), p.outcomes[strategy.OutcomeAccepted], res.accepted)
 	}
 	for _, d := range p.sent {
 		if d <= 0 || d > 10*time.Second {
@@ -546,7 +554,7 @@ func TestLoadHarnessTimesEveryAccept(t *testing.T) {
 	}
 	decided := 0
 	for o, n := range p.outcomes {
-		if o != OutcomeAccepted {
+		if o != strategy.OutcomeAccepted {
 			decided += n
 		}
 	}
@@ -565,7 +573,7 @@ const (
 )
 
 // Test1000Streams is SPEC 8's memory target: 1,000 open streams in one
-// process under 200 MB RSS. The engine runs in a child process (this test
+// process under 200 MB RSS. The runner runs in a child process (this test
 // binary re-executed) against a simulated desk in this one, quoting every
 // stream once a second; once every stream is open and quotes flow, the
 // child's VmRSS is sampled for 10 s and the largest sample is the figure.
@@ -630,7 +638,7 @@ func Test1000Streams(t *testing.T) {
 	_, hwm := procStatusKB(cmd.Process.Pid)
 	open := desk.OpenStreams()
 
-	stdin.Close() // the child stops its engine and exits
+	stdin.Close() // the child stops its runner and exits
 	select {
 	case <-exited:
 		if waitErr != nil {
@@ -675,7 +683,13 @@ func streamsChild(t *testing.T) {
 	for i := range programs {
 		programs[i].Cooldown = 10 * time.Second
 	}
-	e := New(Deps{Log: productionLogger(t), Metrics: metrics.New("load"), Journal: j, Desk: client,
+	m := metrics.New("load")
+	book := balances.New(balances.Options{Log: productionLogger(t), Metrics: m, Desk: client})
+	if err := book.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer book.Stop(context.Background())
+	e := New(Deps{Log: productionLogger(t), Metrics: m, Journal: j, Desk: client, Book: book,
 		Policy: &config.Policy{AccountID: testAccount, Programs: programs}})
 	if err := e.Start(context.Background()); err != nil {
 		t.Fatal(err)
@@ -743,46 +757,4 @@ func (l *lockedBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
-}
-
-// TestBalancesHoldAndDropMatchRecompute proves the incremental bookkeeping
-// of hold and drop (which keeps the decision path O(1) however many settled
-// holds wait for the next poll) always equals a full recompute from the
-// poll and the holds.
-func TestBalancesHoldAndDropMatchRecompute(t *testing.T) {
-	var b balances
-	b.init(metrics.New("test"))
-	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	b.install([]astra.Balance{{Symbol: "BTC", Amount: dec("5")}, {Symbol: "USD", Amount: dec("250000.5")}}, at)
-	assets := []string{"BTC", "USD", "ETH"} // ETH: not in the poll, a known zero
-	var ids []uint64
-	seed := uint64(7)
-	next := func(n uint64) uint64 { seed = seed*6364136223846793005 + 1442695040888963407; return seed >> 33 % n }
-	for i := 0; i < 2000; i++ {
-		at = at.Add(time.Millisecond)
-		switch op := next(10); {
-		case op < 5 || len(ids) == 0:
-			qty := decimal.New(int64(next(100000)+1), -int32(next(9)))
-			ids = append(ids, b.hold(assets[next(3)], qty))
-		case op < 7:
-			k := next(uint64(len(ids)))
-			b.drop(ids[k])
-			b.drop(ids[k]) // twice: the second must change nothing
-			ids = append(ids[:k], ids[k+1:]...)
-		case op < 9:
-			b.settle(ids[next(uint64(len(ids)))], at)
-		default:
-			b.install([]astra.Balance{{Symbol: "BTC", Amount: dec("4.5")}, {Symbol: "USD", Amount: dec("250000.5")}}, at.Add(-5*time.Millisecond))
-		}
-		b.mu.Lock()
-		got := maps.Clone(b.eff)
-		b.recompute()
-		want := b.eff
-		b.mu.Unlock()
-		for _, a := range assets {
-			if !got[a].Equal(want[a]) {
-				t.Fatalf("step %d: %s is %s incrementally, %s recomputed", i, a, got[a], want[a])
-			}
-		}
-	}
 }

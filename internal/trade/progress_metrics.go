@@ -1,4 +1,4 @@
-package strategy
+package trade
 
 import (
 	"sync"
@@ -22,16 +22,25 @@ type okTotals struct {
 	quote decimal.Decimal
 }
 
-// seed replaces the totals with those of the journaled accepts.
-func (t *okTotals) seed(as []journal.Accept) {
-	var base, quote decimal.Decimal
+// okSums sums the ok accepts among as: what a program restored from the
+// journal seeds its slot's totals with.
+func okSums(as []journal.Accept) *okSum {
+	s := new(okSum)
 	for _, a := range as {
 		if a.Result == journal.AcceptOK {
-			base, quote = base.Add(a.BaseQty), quote.Add(a.QuoteQty)
+			s.base, s.quote = s.base.Add(a.BaseQty), s.quote.Add(a.QuoteQty)
 		}
 	}
+	return s
+}
+
+// okSum is the ok accepts of a program as the journal holds them.
+type okSum struct{ base, quote decimal.Decimal }
+
+// seed replaces the totals with the journal's.
+func (t *okTotals) seed(s *okSum) {
 	t.mu.Lock()
-	t.base, t.quote = base, quote
+	t.base, t.quote = s.base, s.quote
 	t.mu.Unlock()
 }
 
@@ -59,7 +68,7 @@ func (t *okTotals) averageLocked() (decimal.Decimal, bool) {
 
 // meterProgram sets every progress gauge of a (re)started program: its
 // target (absent without one), executed base and average price.
-func (e *Engine) meterProgram(r *runner) {
+func (e *Runner) meterProgram(r *program) {
 	if r.cfg.Target.IsPositive() {
 		e.m.ProgramTargetBase.WithLabelValues(r.name).Set(metrics.Value(r.cfg.Target))
 	} else {
@@ -73,20 +82,20 @@ func (e *Engine) meterProgram(r *runner) {
 
 // meterExecuted sets the executed gauge from the program's progress (what
 // the caps and the target count).
-func (e *Engine) meterExecuted(r *runner) {
+func (e *Runner) meterExecuted(r *program) {
 	pr := r.slot.prog.Load().Progress(e.now())
 	e.m.ProgramExecutedBase.WithLabelValues(r.name).Set(metrics.Value(pr.Executed))
 }
 
 // meterOK counts an ok accept in the average price.
-func (e *Engine) meterOK(r *runner, base, quote decimal.Decimal) {
+func (e *Runner) meterOK(r *program, base, quote decimal.Decimal) {
 	if avg, ok := r.slot.ok.add(base, quote); ok {
 		e.m.ProgramAveragePrice.WithLabelValues(r.name).Set(metrics.Value(avg))
 	}
 }
 
 // unmeterProgram drops the progress gauges of a program a reload removed.
-func (e *Engine) unmeterProgram(name string) {
+func (e *Runner) unmeterProgram(name string) {
 	e.m.ProgramExecutedBase.DeleteLabelValues(name)
 	e.m.ProgramTargetBase.DeleteLabelValues(name)
 	e.m.ProgramAveragePrice.DeleteLabelValues(name)

@@ -1,9 +1,10 @@
-package strategy
+package trade
 
 import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"math/rand/v2"
 	"path/filepath"
 	"sync"
@@ -15,11 +16,17 @@ import (
 	"github.com/shopspring/decimal"
 
 	"treasuryd/internal/astra"
+	"treasuryd/internal/balances"
 	"treasuryd/internal/config"
 	"treasuryd/internal/journal"
 	"treasuryd/internal/metrics"
 	"treasuryd/internal/sim"
+	"treasuryd/internal/strategy"
 )
+
+const testAccount = "3b7a5c1e-0f4e-4a51-9a6e-1f0c2d3e4f50"
+
+func dec(s string) decimal.Decimal { return decimal.RequireFromString(s) }
 
 const testAPIKey = "test-api-key"
 
@@ -37,7 +44,7 @@ type fakePause struct{ atomic.Bool }
 func (p *fakePause) Paused() bool { return p.Load() }
 
 // rig is a simulated desk on loopback, a real astra.Client and a real
-// journal file, for engines to run against.
+// journal file, for runners to run against.
 type rig struct {
 	t      *testing.T
 	desk   *sim.Desk
@@ -80,12 +87,17 @@ func newRig(t *testing.T, acceptTimeout time.Duration, mod func(*sim.DeskConfig)
 	return &rig{t: t, desk: desk, client: client, j: j, gate: &fakeGate{}, pause: &fakePause{}}
 }
 
-// start runs an engine for pol on the rig; it is stopped at cleanup.
-func (rg *rig) start(pol *config.Policy, mod func(*Deps)) (*Engine, *metrics.Metrics) {
+// start runs a balance book and a runner for pol on the rig, as a daemon
+// does; they are stopped at cleanup.
+func (rg *rig) start(pol *config.Policy, mod func(*Deps)) (*Runner, *metrics.Metrics) {
 	rg.t.Helper()
 	m := metrics.New("test")
-	d := Deps{Metrics: m, Journal: rg.j, Desk: rg.client, Gate: rg.gate, Pause: rg.pause, Policy: pol,
-		BalanceEvery: 50 * time.Millisecond}
+	book := balances.New(balances.Options{Metrics: m, Desk: rg.client, Every: 50 * time.Millisecond})
+	if err := book.Start(context.Background()); err != nil {
+		rg.t.Fatal(err)
+	}
+	rg.t.Cleanup(func() { book.Stop(context.Background()) })
+	d := Deps{Metrics: m, Journal: rg.j, Desk: rg.client, Book: book, Gate: rg.gate, Pause: rg.pause, Policy: pol}
 	if mod != nil {
 		mod(&d)
 	}
@@ -97,7 +109,7 @@ func (rg *rig) start(pol *config.Policy, mod func(*Deps)) (*Engine, *metrics.Met
 	return e, m
 }
 
-func stop(t *testing.T, e *Engine) {
+func stop(t *testing.T, e *Runner) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -164,14 +176,14 @@ func quoteID(t *testing.T, raw []byte) string {
 	return q.QuoteID
 }
 
-func TestEngineAcceptsAndTheDeskBooksTheTrade(t *testing.T) {
+func TestRunnerAcceptsAndTheDeskBooksTheTrade(t *testing.T) {
 	rg := newRig(t, 5*time.Second, nil)
 	var mu sync.Mutex
 	frames := map[string][]byte{} // quote id -> the frame as received
 	pol := policy(liveSell("sell-btc"))
 	pol.Programs[0].Target = dec("0.5") // exactly one accept
 	e, m := rg.start(pol, func(d *Deps) {
-		d.Recorder = func(program string, frame []byte, at time.Time, env Env, outcome string) {
+		d.Recorder = func(program string, frame []byte, at time.Time, env strategy.Env, outcome string) {
 			mu.Lock()
 			defer mu.Unlock()
 			frames[quoteID(t, quoteOf(t, frame))] = frame
@@ -205,45 +217,16 @@ func TestEngineAcceptsAndTheDeskBooksTheTrade(t *testing.T) {
 	if got := testutil.ToFloat64(m.ExecutedBase.WithLabelValues("sell-btc")); got != 0.5 {
 		t.Errorf("executed_base_total = %v, want 0.5", got)
 	}
-	if got := decisions(m, "sell-btc", OutcomeAccepted); got != 1 {
+	if got := decisions(m, "sell-btc", strategy.OutcomeAccepted); got != 1 {
 		t.Errorf("decisions{accepted} = %v, want 1", got)
 	}
 	waitFor(t, "target_reached decisions after the accept", 5*time.Second, func() bool {
-		return decisions(m, "sell-btc", OutcomeTargetReached) >= 3
+		return decisions(m, "sell-btc", strategy.OutcomeTargetReached) >= 3
 	})
 	st := e.Status()
-	if len(st) != 1 || st[0].Executed != "0.5" || st[0].RemainingTarget != "0" || st[0].LastOutcome != OutcomeTargetReached ||
+	if len(st) != 1 || st[0].Executed != "0.5" || st[0].RemainingTarget != "0" || st[0].LastOutcome != strategy.OutcomeTargetReached ||
 		!st[0].StreamUp || st[0].LastQuotePrice == "" {
 		t.Errorf("status = %+v", st)
-	}
-}
-
-func TestEngineReadyAfterTheFirstBalanceFetch(t *testing.T) {
-	rg := newRig(t, 5*time.Second, nil)
-	e, m := rg.start(policy(), nil)
-	waitFor(t, "ready", 5*time.Second, e.Ready)
-	if b, ok := e.Balance("BTC"); !ok || !b.Equal(dec("20")) {
-		t.Errorf("balance BTC = %s, %v; want 20", b, ok)
-	}
-	if got := testutil.ToFloat64(m.Balance.WithLabelValues("USD")); got != 2000000 {
-		t.Errorf("treasuryd_balance{USD} = %v", got)
-	}
-}
-
-// TestWithdrawalCountsAgainstTheBalanceAtOnce: a withdrawal sent between two
-// balance polls lowers the balance the reserve check sees immediately, and
-// the next poll that started after it takes over.
-func TestWithdrawalCountsAgainstTheBalanceAtOnce(t *testing.T) {
-	rg := newRig(t, 5*time.Second, nil)
-	e, _ := rg.start(policy(), nil)
-	waitFor(t, "ready", 5*time.Second, e.Ready)
-	sent := e.Withdrawing("BTC", dec("7.5"))
-	if b, ok := e.Balance("BTC"); !ok || !b.Equal(dec("12.5")) {
-		t.Fatalf("balance BTC right after a 7.5 withdrawal = %s, %v; want 12.5", b, ok)
-	}
-	sent()
-	if b, ok := e.Balance("BTC"); !ok || !b.Equal(dec("12.5")) {
-		t.Fatalf("balance BTC once the POST returned = %s, %v; want 12.5 until a later poll", b, ok)
 	}
 }
 
@@ -254,10 +237,10 @@ func TestNoAcceptWhileGatedPausedOrDryRun(t *testing.T) {
 		setup   func(rg *rig, pol *config.Policy)
 		outcome string
 	}{
-		{"paused", func(rg *rig, pol *config.Policy) { rg.pause.Store(true) }, OutcomePaused},
-		{"gate closed", func(rg *rig, pol *config.Policy) { rg.gate.closed.Store(true) }, OutcomeCompliance},
-		{"global dry run", func(rg *rig, pol *config.Policy) { pol.DryRun = true }, OutcomeDryRun},
-		{"program dry run", func(rg *rig, pol *config.Policy) { pol.Programs[0].DryRun = true }, OutcomeDryRun},
+		{"paused", func(rg *rig, pol *config.Policy) { rg.pause.Store(true) }, strategy.OutcomePaused},
+		{"gate closed", func(rg *rig, pol *config.Policy) { rg.gate.closed.Store(true) }, strategy.OutcomeCompliance},
+		{"global dry run", func(rg *rig, pol *config.Policy) { pol.DryRun = true }, strategy.OutcomeDryRun},
+		{"program dry run", func(rg *rig, pol *config.Policy) { pol.Programs[0].DryRun = true }, strategy.OutcomeDryRun},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -286,8 +269,8 @@ func TestDryRunKeepsTheCooldown(t *testing.T) {
 	pol.DryRun = true
 	pol.Programs[0].Cooldown = time.Hour
 	_, m := rg.start(pol, nil)
-	waitFor(t, "cooldown decisions", 10*time.Second, func() bool { return decisions(m, "sell-btc", OutcomeCooldown) >= 10 })
-	if got := decisions(m, "sell-btc", OutcomeDryRun); got != 1 {
+	waitFor(t, "cooldown decisions", 10*time.Second, func() bool { return decisions(m, "sell-btc", strategy.OutcomeCooldown) >= 10 })
+	if got := decisions(m, "sell-btc", strategy.OutcomeDryRun); got != 1 {
 		t.Fatalf("dry_run decisions = %v, want 1 (then cooldown)", got)
 	}
 }
@@ -297,7 +280,7 @@ func TestDryRunKeepsTheCooldown(t *testing.T) {
 func TestNoAcceptOfAnExpiringQuote(t *testing.T) {
 	rg := newRig(t, 5*time.Second, func(c *sim.DeskConfig) { c.QuoteTTL = 150 * time.Millisecond })
 	_, m := rg.start(policy(liveSell("sell-btc")), nil)
-	waitFor(t, "expiring decisions", 10*time.Second, func() bool { return decisions(m, "sell-btc", OutcomeExpiring) >= 30 })
+	waitFor(t, "expiring decisions", 10*time.Second, func() bool { return decisions(m, "sell-btc", strategy.OutcomeExpiring) >= 30 })
 	if n := len(rg.desk.AcceptBodies()); n != 0 {
 		t.Fatalf("%d accepts of quotes with less than min_validity left", n)
 	}
@@ -322,7 +305,7 @@ func TestAcceptsOnlyQuotesWithMinValidityLeft(t *testing.T) {
 	_, m := rg.start(pol, nil)
 	waitFor(t, "accepts and expiring refusals", 15*time.Second, func() bool {
 		return testutil.ToFloat64(m.Accepts.WithLabelValues("sell-btc", journal.AcceptOK)) >= 5 &&
-			decisions(m, "sell-btc", OutcomeExpiring) >= 5
+			decisions(m, "sell-btc", strategy.OutcomeExpiring) >= 5
 	})
 	for _, a := range journalAccepts(t, rg.j, "sell-btc") {
 		// SentAt is taken just after the decision; 20ms covers the gap
@@ -353,7 +336,7 @@ func TestNoAcceptBeyondTheLimit(t *testing.T) {
 	waitFor(t, "accepts and refusals on both sides of the limit", 20*time.Second, func() bool {
 		return testutil.ToFloat64(m.Accepts.WithLabelValues("sell-btc", journal.AcceptOK)) >= 5 &&
 			testutil.ToFloat64(m.Accepts.WithLabelValues("buy-btc", journal.AcceptOK)) >= 5 &&
-			decisions(m, "sell-btc", OutcomeLimitPrice) >= 5 && decisions(m, "buy-btc", OutcomeLimitPrice) >= 5
+			decisions(m, "sell-btc", strategy.OutcomeLimitPrice) >= 5 && decisions(m, "buy-btc", strategy.OutcomeLimitPrice) >= 5
 	})
 	limit := dec("60000")
 	for _, c := range rg.desk.Converts() {
@@ -370,7 +353,7 @@ func TestNoAcceptBeyondTheLimit(t *testing.T) {
 	}
 }
 
-// TestTargetAndDailyCapHoldAcrossARestart: invariant 3 — the engine is
+// TestTargetAndDailyCapHoldAcrossARestart: invariant 3 — the runner is
 // stopped mid-run and a new one started on the same journal; the desk never
 // books more than the target or the daily cap.
 func TestTargetAndDailyCapHoldAcrossARestart(t *testing.T) {
@@ -421,11 +404,11 @@ func TestTargetAndDailyCapHoldAcrossARestart(t *testing.T) {
 		b, _ := sold("target")
 		_, n := sold("capped")
 		return b.Equal(dec("2")) && n.GreaterThan(dec("40000")) &&
-			decisions(m, "target", OutcomeTargetReached) >= 10 && decisions(m, "capped", OutcomeDailyCap) >= 10
+			decisions(m, "target", strategy.OutcomeTargetReached) >= 10 && decisions(m, "capped", strategy.OutcomeDailyCap) >= 10
 	})
 	check()
 	if len(rg.desk.AcceptBodies()) == before {
-		t.Fatalf("the restarted engine accepted nothing: the restart was not mid-run")
+		t.Fatalf("the restarted runner accepted nothing: the restart was not mid-run")
 	}
 }
 
@@ -436,7 +419,7 @@ func TestOneAcceptInFlightPerProgram(t *testing.T) {
 	rg.desk.BlackholeNextAccepts(1)
 	_, m := rg.start(policy(liveSell("sell-btc")), nil)
 	waitFor(t, "in_flight decisions while the accept hangs", 10*time.Second, func() bool {
-		return decisions(m, "sell-btc", OutcomeInFlight) >= 20
+		return decisions(m, "sell-btc", strategy.OutcomeInFlight) >= 20
 	})
 	if n := len(rg.desk.AcceptBodies()); n != 1 {
 		t.Fatalf("%d accepts at the desk while one hangs, want 1", n)
@@ -448,7 +431,7 @@ func TestOneAcceptInFlightPerProgram(t *testing.T) {
 
 // TestUnknownAcceptIsNeverResent: invariant 7 — a blackholed accept is
 // journaled unknown, counted, and its quote never sent again, neither by the
-// running engine nor after a restart.
+// running runner nor after a restart.
 func TestUnknownAcceptIsNeverResent(t *testing.T) {
 	rg := newRig(t, 300*time.Millisecond, nil)
 	rg.desk.BlackholeNextAccepts(1)
@@ -470,7 +453,7 @@ func TestUnknownAcceptIsNeverResent(t *testing.T) {
 	_, m2 := rg.start(pol, nil)
 	// The unknown accept counts: 0.5 unknown + ok ones reach the 1.5 target.
 	waitFor(t, "target reached after the restart", 10*time.Second, func() bool {
-		return decisions(m2, "sell-btc", OutcomeTargetReached) >= 10
+		return decisions(m2, "sell-btc", strategy.OutcomeTargetReached) >= 10
 	})
 	sent := 0
 	for _, b := range rg.desk.AcceptBodies() {
@@ -513,9 +496,9 @@ func TestStopDuringAHangingAcceptJournalsUnknown(t *testing.T) {
 	if got := testutil.ToFloat64(m.Accepts.WithLabelValues("sell-btc", journal.AcceptUnknown)); got != 1 {
 		t.Errorf("accepts_total{unknown} = %v", got)
 	}
-	n := decisions(m, "sell-btc", OutcomeInFlight)
+	n := decisions(m, "sell-btc", strategy.OutcomeInFlight)
 	time.Sleep(100 * time.Millisecond) // quotes would arrive every 10ms: none may be decided now
-	if decisions(m, "sell-btc", OutcomeInFlight) != n {
+	if decisions(m, "sell-btc", strategy.OutcomeInFlight) != n {
 		t.Fatalf("decisions after Stop")
 	}
 	if err := e.Stop(context.Background()); err != nil {
@@ -536,30 +519,32 @@ func TestApplyRestartsOnlyChangedPrograms(t *testing.T) {
 	drop.DryRun = true
 	e, m := rg.start(policy(keep, change, drop), nil)
 	waitFor(t, "both targets reached", 10*time.Second, func() bool {
-		return decisions(m, "keep", OutcomeTargetReached) >= 1 && decisions(m, "change", OutcomeTargetReached) >= 1
+		return decisions(m, "keep", strategy.OutcomeTargetReached) >= 1 && decisions(m, "change", strategy.OutcomeTargetReached) >= 1
 	})
 	e.mu.Lock()
-	keepRunner, changeRunner := e.runners["keep"], e.runners["change"]
+	keepRunner, changeRunner := e.programs["keep"], e.programs["change"]
 	e.mu.Unlock()
 
 	changed := change
 	changed.LimitPrice = dec("61000")
 	added := liveSell("added")
 	added.DryRun = true
-	e.Apply(policy(keep, changed, added))
+	if err := e.Apply(policy(keep, changed, added)); err != nil {
+		t.Fatal(err)
+	}
 
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.runners["keep"] != keepRunner {
+	if e.programs["keep"] != keepRunner {
 		t.Errorf("unchanged program was restarted")
 	}
-	if r := e.runners["change"]; r == changeRunner || !r.cfg.LimitPrice.Equal(dec("61000")) {
+	if r := e.programs["change"]; r == changeRunner || !r.cfg.LimitPrice.Equal(dec("61000")) {
 		t.Errorf("changed program was not restarted with its new policy")
 	} else if pr := r.prog.Progress(time.Now()); !pr.Executed.Equal(dec("0.5")) {
 		t.Errorf("changed program lost its progress: executed %s", pr.Executed)
 	}
-	if e.runners["drop"] != nil || e.runners["added"] == nil {
-		t.Errorf("runners after reload: %v", e.runners)
+	if e.programs["drop"] != nil || e.programs["added"] == nil {
+		t.Errorf("programs after reload: %v", e.programs)
 	}
 }
 
@@ -599,4 +584,113 @@ func TestQuoteThatExpiresWhileJournaledIsNotSent(t *testing.T) {
 			t.Fatalf("the expired quote %s was sent to the desk", first.QuoteID)
 		}
 	}
+}
+
+// TestNoQuoteIDIsAcceptedTwice: invariant 15 — the desk sends the frame of
+// a quote already accepted again, to the same process and, after a restart,
+// to the next one: it is decided invalid and never journaled or sent twice.
+func TestNoQuoteIDIsAcceptedTwice(t *testing.T) {
+	rg := newRig(t, 5*time.Second, func(c *sim.DeskConfig) { c.QuoteTTL = 30 * time.Second })
+	cfg := liveSell("sell-btc")
+	cfg.Cooldown = 100 * time.Millisecond
+	pol := policy(cfg)
+	// lastAccepted is the frame of the newest accept the desk received:
+	// {"quote": <raw>} is the frame byte for byte as the desk wrote it.
+	lastAccepted := func() (frame []byte, id string) {
+		bodies := rg.desk.AcceptBodies()
+		frame = bodies[len(bodies)-1]
+		return frame, quoteID(t, quoteOf(t, frame))
+	}
+	resend := func(m *metrics.Metrics, frame []byte) {
+		t.Helper()
+		before := decisions(m, "sell-btc", strategy.OutcomeInvalid)
+		if !rg.desk.InjectFrames(frame, frame) {
+			t.Fatal("inject refused")
+		}
+		waitFor(t, "the resent frames decided invalid", 10*time.Second, func() bool {
+			return decisions(m, "sell-btc", strategy.OutcomeInvalid) >= before+2
+		})
+	}
+	once := func(id string) {
+		t.Helper()
+		n, sent := 0, 0
+		for _, a := range journalAccepts(t, rg.j, "sell-btc") {
+			if a.QuoteID == id {
+				n++
+			}
+		}
+		for _, b := range rg.desk.AcceptBodies() {
+			if quoteID(t, quoteOf(t, b)) == id {
+				sent++
+			}
+		}
+		if n != 1 || sent != 1 {
+			t.Fatalf("quote %s journaled %d times and sent %d times, want once", id, n, sent)
+		}
+	}
+
+	e1, m1 := rg.start(pol, nil)
+	waitFor(t, "a first accept", 10*time.Second, func() bool {
+		as := journalAccepts(t, rg.j, "sell-btc")
+		return len(as) > 0 && as[len(as)-1].Result == journal.AcceptOK
+	})
+	frame, id := lastAccepted()
+	resend(m1, frame)
+	once(id)
+	stop(t, e1)
+	// The newest accept of the first process, resent to the second, which
+	// knows it only from the journal.
+	frame, id = lastAccepted()
+	_, m2 := rg.start(pol, nil)
+	resend(m2, frame)
+	once(id)
+}
+
+// failingJournal fails Accepts once fail is set: a journal that cannot be
+// read when a reload adds a program.
+type failingJournal struct {
+	*journal.Journal
+	fail atomic.Bool
+}
+
+func (f *failingJournal) Accepts(ctx context.Context, flt journal.AcceptFilter) ([]journal.Accept, error) {
+	if f.fail.Load() {
+		return nil, errors.New("journal unreadable")
+	}
+	return f.Journal.Accepts(ctx, flt)
+}
+
+// TestReloadThatCannotBuildKeepsTheRunningPolicy: invariant 11 on the
+// accept path — a reload whose new program cannot be restored from the
+// journal is refused before anything changes: the running programs, their
+// streams and the policy stay as they were.
+func TestReloadThatCannotBuildKeepsTheRunningPolicy(t *testing.T) {
+	rg := newRig(t, 5*time.Second, nil)
+	fj := &failingJournal{Journal: rg.j}
+	keep := liveSell("keep")
+	keep.DryRun = true
+	pol := policy(keep)
+	e, m := rg.start(pol, func(d *Deps) { d.Journal = fj })
+	waitFor(t, "decisions", 10*time.Second, func() bool { return decisions(m, "keep", strategy.OutcomeDryRun) >= 1 })
+	e.mu.Lock()
+	running := e.programs["keep"]
+	e.mu.Unlock()
+
+	fj.fail.Store(true)
+	changed := keep
+	changed.LimitPrice = dec("61000")
+	if err := e.Apply(policy(changed, liveSell("added"))); err == nil {
+		t.Fatal("Apply succeeded although the added program could not be restored")
+	}
+	e.mu.Lock()
+	got, added := e.programs["keep"], e.programs["added"]
+	e.mu.Unlock()
+	if got != running || added != nil || e.policy.Load() != pol {
+		t.Fatalf("a refused reload changed the running state: keep replaced %v, added %v, policy swapped %v",
+			got != running, added != nil, e.policy.Load() != pol)
+	}
+	before := decisions(m, "keep", strategy.OutcomeDryRun)
+	waitFor(t, "the running program still deciding", 10*time.Second, func() bool {
+		return decisions(m, "keep", strategy.OutcomeDryRun) > before
+	})
 }
