@@ -64,7 +64,7 @@ func TestAppStartsAndStopsInProcess(t *testing.T) {
 
 // TestAuthorityKeeperStartsBeforeAnythingActs: the keeper's OnStart, which
 // admits the file's policy (SPEC 10), runs after the journal opens and
-// before the gate, the strategy and the rebalancer start.
+// before the gate, the accept path and the rebalancer start.
 func TestAuthorityKeeperStartsBeforeAnythingActs(t *testing.T) {
 	dir := t.TempDir()
 	path, _ := sandboxPolicy(t, dir)
@@ -96,10 +96,11 @@ func TestAuthorityKeeperStartsBeforeAnythingActs(t *testing.T) {
 		return -1
 	}
 	keeper := at("authority.(*Keeper).Start")
-	if at("journal.(*Journal).Start") > keeper {
+	// The journal's hook takes the single-writer hold, then opens it.
+	if at("internal/journal.") > keeper {
 		t.Errorf("the keeper starts before the journal opens: %q", order)
 	}
-	for _, later := range []string{"compliance.(*Gate).Start", "strategy.(*Engine).Start", "withdraw.(*Rebalancer).Start"} {
+	for _, later := range []string{"compliance.(*Gate).Start", "trade.(*Runner).Start", "withdraw.(*Rebalancer).Start"} {
 		if at(later) < keeper {
 			t.Errorf("%s starts before the keeper admits the policy: %q", later, order)
 		}
