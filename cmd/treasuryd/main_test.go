@@ -222,7 +222,7 @@ func TestValidateExitCodes(t *testing.T) {
 	if err != nil || len(bad) < 20 {
 		t.Fatalf("bad-policy fixtures: %d, %v", len(bad), err)
 	}
-	for _, good := range []string{"../../configs/sandbox.yaml", "../../configs/production.example.yaml", "../../deploy/k8s/policy.yaml"} {
+	for _, good := range []string{"../../configs/sandbox.yaml", "../../configs/production.example.yaml", "../../deploy/k8s/base/policy.yaml", "../../deploy/k8s/overlays/ha/policy.yaml"} {
 		t.Run(filepath.Base(good), func(t *testing.T) {
 			code, out, errs := runCLI(t, "validate", "-config", good)
 			if code != 0 || strings.TrimSpace(out) != "ok" {
