@@ -191,10 +191,28 @@ func (j *Journal) writeBatch(ctx context.Context, batch []*op) (atCommit bool, e
 			_ = tx.Rollback()
 		}
 	}()
+	// The fencing term is read once per batch holding an accept insert;
+	// fenced inserts are refused (never written), results still are.
+	var fenced error
+	for _, o := range batch {
+		if o.kind == opInsert {
+			if err := j.checkFence(ctx, tx); err != nil {
+				if !errors.Is(err, ErrFenced) {
+					return false, err
+				}
+				fenced = err
+			}
+			break
+		}
+	}
 	for _, o := range batch {
 		o.outID, o.err = 0, nil
 		switch o.kind {
 		case opInsert:
+			if fenced != nil {
+				o.err = fenced
+				continue
+			}
 			a := o.a
 			res, err := tx.ExecContext(ctx, `INSERT INTO accepts
 				(program, quote_id, raw_quote, base_asset, quote_asset, side, base_qty, quote_qty, expiry_micros, sent_at, result)

@@ -71,7 +71,9 @@ const (
 // (group.go).
 type Journal struct {
 	path     string
+	dsn      string // PostgreSQL (postgres.go) when not empty
 	readOnly bool
+	fence    fencing
 	w        *sql.DB
 	full     *sql.DB
 	ck       *sql.DB
@@ -155,6 +157,9 @@ func (j *Journal) SetLogger(log *zap.Logger) {
 // Start opens and migrates the journal built with New.
 func (j *Journal) Start(ctx context.Context) error {
 	j.opened.Store(true) // open() migrates through the write path
+	if j.dsn != "" {
+		return j.openPostgres()
+	}
 	return j.open()
 }
 

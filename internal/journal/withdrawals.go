@@ -43,13 +43,29 @@ func (j *Journal) InsertWithdrawalIntent(ctx context.Context, w Withdrawal) (int
 	if err != nil {
 		return 0, fmt.Errorf("journal: insert withdrawal intent of rule %s: %w", w.Rule, err)
 	}
-	res, err := j.writeExec(ctx, j.full, `INSERT INTO withdrawals
+	const q = `INSERT INTO withdrawals
 		(rule, asset, network, address, amount, created_at, state, updated_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-		w.Rule, w.Asset, w.Network, w.Address, w.Amount.String(), created, WithdrawalIntent, created)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`
+	args := []any{w.Rule, w.Asset, w.Network, w.Address, w.Amount.String(), created, WithdrawalIntent, created}
 	var id int64
-	if err == nil {
-		id, err = res.LastInsertId()
+	if j.Postgres() {
+		// Fenced: the intent commits only under this leader's term.
+		err = j.write(ctx, j.full, func(tx *sql.Tx) error {
+			if err := j.checkFence(ctx, tx); err != nil {
+				return err
+			}
+			res, err := tx.ExecContext(ctx, q, args...)
+			if err == nil {
+				id, err = res.LastInsertId()
+			}
+			return err
+		})
+	} else {
+		var res sql.Result
+		res, err = j.writeExec(ctx, j.full, q, args...)
+		if err == nil {
+			id, err = res.LastInsertId()
+		}
 	}
 	if err != nil {
 		return 0, fmt.Errorf("journal: insert withdrawal intent of rule %s: %w", w.Rule, err)
