@@ -10,7 +10,9 @@ import (
 // TestAuthorityStateSurvivesRestartAndSettlesOnce: the baseline and each
 // pending change with its first sight are durable; a pending change settles
 // once (matured or cancelled), and a bad settle writes nothing.
-func TestAuthorityStateSurvivesRestartAndSettlesOnce(t *testing.T) { forBackends(t, testAuthorityStateSurvivesRestartAndSettlesOnce) }
+func TestAuthorityStateSurvivesRestartAndSettlesOnce(t *testing.T) {
+	forBackends(t, testAuthorityStateSurvivesRestartAndSettlesOnce)
+}
 
 func testAuthorityStateSurvivesRestartAndSettlesOnce(t *testing.T) {
 	ctx := context.Background()

@@ -155,7 +155,9 @@ func allFrames(t *testing.T, j *Journal, since time.Time, program string) []Fram
 	return out
 }
 
-func TestEveryRecordTypeRoundTripsExactly(t *testing.T) { forBackends(t, testEveryRecordTypeRoundTripsExactly) }
+func TestEveryRecordTypeRoundTripsExactly(t *testing.T) {
+	forBackends(t, testEveryRecordTypeRoundTripsExactly)
+}
 
 func testEveryRecordTypeRoundTripsExactly(t *testing.T) {
 	ctx := context.Background()
@@ -363,7 +365,9 @@ func testRestartKeepsEveryRecord(t *testing.T) {
 	}
 }
 
-func TestMarkPendingAcceptsUnknownTouchesOnlyPending(t *testing.T) { forBackends(t, testMarkPendingAcceptsUnknownTouchesOnlyPending) }
+func TestMarkPendingAcceptsUnknownTouchesOnlyPending(t *testing.T) {
+	forBackends(t, testMarkPendingAcceptsUnknownTouchesOnlyPending)
+}
 
 func testMarkPendingAcceptsUnknownTouchesOnlyPending(t *testing.T) {
 	ctx := context.Background()
@@ -568,7 +572,9 @@ func testWithdrawalStateMachine(t *testing.T) {
 	}
 }
 
-func TestUpdateWithdrawalKeepsDeskIDWhenEmpty(t *testing.T) { forBackends(t, testUpdateWithdrawalKeepsDeskIDWhenEmpty) }
+func TestUpdateWithdrawalKeepsDeskIDWhenEmpty(t *testing.T) {
+	forBackends(t, testUpdateWithdrawalKeepsDeskIDWhenEmpty)
+}
 
 func testUpdateWithdrawalKeepsDeskIDWhenEmpty(t *testing.T) {
 	ctx := context.Background()
@@ -584,7 +590,9 @@ func testUpdateWithdrawalKeepsDeskIDWhenEmpty(t *testing.T) {
 	}
 }
 
-func TestFiltersNarrowAndSortOldestFirst(t *testing.T) { forBackends(t, testFiltersNarrowAndSortOldestFirst) }
+func TestFiltersNarrowAndSortOldestFirst(t *testing.T) {
+	forBackends(t, testFiltersNarrowAndSortOldestFirst)
+}
 
 func testFiltersNarrowAndSortOldestFirst(t *testing.T) {
 	ctx := context.Background()
@@ -686,7 +694,9 @@ func testFiltersNarrowAndSortOldestFirst(t *testing.T) {
 	}
 }
 
-func TestFramesStreamInReceiveOrderAndPrune(t *testing.T) { forBackends(t, testFramesStreamInReceiveOrderAndPrune) }
+func TestFramesStreamInReceiveOrderAndPrune(t *testing.T) {
+	forBackends(t, testFramesStreamInReceiveOrderAndPrune)
+}
 
 func testFramesStreamInReceiveOrderAndPrune(t *testing.T) {
 	ctx := context.Background()
@@ -736,7 +746,9 @@ func testFramesStreamInReceiveOrderAndPrune(t *testing.T) {
 	}
 }
 
-func TestCorruptDecimalIsAnErrorNamingTheRow(t *testing.T) { forBackends(t, testCorruptDecimalIsAnErrorNamingTheRow) }
+func TestCorruptDecimalIsAnErrorNamingTheRow(t *testing.T) {
+	forBackends(t, testCorruptDecimalIsAnErrorNamingTheRow)
+}
 
 func testCorruptDecimalIsAnErrorNamingTheRow(t *testing.T) {
 	tests := []struct {
@@ -819,7 +831,9 @@ func TestEachPoolHasItsPragmas(t *testing.T) {
 	}
 }
 
-func TestClosedJournalRefusesAndCloseIsIdempotent(t *testing.T) { forBackends(t, testClosedJournalRefusesAndCloseIsIdempotent) }
+func TestClosedJournalRefusesAndCloseIsIdempotent(t *testing.T) {
+	forBackends(t, testClosedJournalRefusesAndCloseIsIdempotent)
+}
 
 func testClosedJournalRefusesAndCloseIsIdempotent(t *testing.T) {
 	j, _ := openTemp(t)
@@ -834,7 +848,9 @@ func testClosedJournalRefusesAndCloseIsIdempotent(t *testing.T) {
 	}
 }
 
-func TestCancelledContextWritesNothing(t *testing.T) { forBackends(t, testCancelledContextWritesNothing) }
+func TestCancelledContextWritesNothing(t *testing.T) {
+	forBackends(t, testCancelledContextWritesNothing)
+}
 
 func testCancelledContextWritesNothing(t *testing.T) {
 	j, _ := openTemp(t)
