@@ -71,7 +71,7 @@ func runHA(p *config.Policy, up upstream, configPath, apiKey string, log *zap.Lo
 		}()
 		var j *journal.Journal
 		opts := append(append([]fx.Option{}, extra...),
-			fx.Supply(journal.DSN(dsn), &journal.Leadership{Holder: holder, Confident: el.Confident}),
+			fx.Supply(journal.DSN(dsn), &journal.Leadership{Holder: holder, Confident: el.Confident, Lease: p.HA.Lease}),
 			fx.Populate(&j))
 		app := fx.New(appOptions(p, up, configPath, apiKey, log, opts...))
 		var fenced <-chan struct{}

@@ -3,6 +3,7 @@ package journal
 import (
 	"context"
 	"errors"
+	"time"
 
 	"go.uber.org/fx"
 	"go.uber.org/zap"
@@ -21,6 +22,9 @@ type DSN string
 type Leadership struct {
 	Holder    string
 	Confident func() bool
+	// Lease is ha.lease: the server ends a transaction of this journal
+	// left idle this long (a paused process's), see SetLease.
+	Lease time.Duration
 }
 
 type moduleIn struct {
@@ -46,6 +50,7 @@ var Module = fx.Module("journal",
 				return nil, errors.New("journal: a PostgreSQL journal needs a leadership (internal/leader) to begin a term")
 			}
 			j := NewPostgres(string(in.DSN))
+			j.SetLease(in.Leadership.Lease)
 			j.SetLogger(in.Log.Named("journal"))
 			in.LC.Append(fx.Hook{
 				OnStart: func(ctx context.Context) error {

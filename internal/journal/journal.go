@@ -72,6 +72,8 @@ const (
 type Journal struct {
 	path     string
 	dsn      string // PostgreSQL (postgres.go) when not empty
+	idleTx   time.Duration
+	pgNames  []string // the pools' registered pgx configs, released at Close
 	readOnly bool
 	fence    fencing
 	w        *sql.DB
@@ -282,6 +284,7 @@ func (j *Journal) Close() error {
 			}
 		}
 		j.closeErr = errors.Join(errs...)
+		unregisterPG(j.pgNames)
 	})
 	return j.closeErr
 }

@@ -41,6 +41,12 @@ func registerPGDriver() {
 	registerPG.Do(func() { sql.Register(pgDriverName, pgDriver{}) })
 }
 
+func unregisterPG(names []string) {
+	for _, n := range names {
+		stdlib.UnregisterConnConfig(n)
+	}
+}
+
 // idTables are the tables whose INSERTs report the new row's id.
 var idTables = map[string]bool{
 	"accepts": true, "withdrawals": true, "reports": true, "frames": true, "authority_changes": true,

@@ -14,6 +14,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
 	"go.uber.org/zap"
 )
 
@@ -53,11 +55,38 @@ func OpenPostgres(dsn string) (*Journal, error) {
 // Postgres reports whether the journal is on PostgreSQL.
 func (j *Journal) Postgres() bool { return j.dsn != "" }
 
-func pgPool(dsn string, conns int) (*sql.DB, error) {
+// DefaultIdleTxTimeout is the PostgreSQL journal's
+// idle_in_transaction_session_timeout unless SetLease sets the lease: a
+// transaction of a paused or partitioned process (one holding the
+// leadership row FOR SHARE) is ended by the server after this, so it cannot
+// hold up the next leader's BeginTerm for longer.
+const DefaultIdleTxTimeout = 10 * time.Second
+
+// SetLease sets how long the server lets a transaction of this journal sit
+// idle before ending it (see DefaultIdleTxTimeout): the leadership lease.
+// Call it before Start.
+func (j *Journal) SetLease(d time.Duration) {
+	if d > 0 {
+		j.idleTx = d
+	}
+}
+
+func (j *Journal) pgPool(conns int) (*sql.DB, error) {
 	registerPGDriver()
-	db, err := sql.Open(pgDriverName, dsn)
+	cfg, err := pgx.ParseConfig(j.dsn)
 	if err != nil {
 		return nil, errors.New("the PostgreSQL DSN does not parse") // never echo it
+	}
+	idle := j.idleTx
+	if idle <= 0 {
+		idle = DefaultIdleTxTimeout
+	}
+	cfg.RuntimeParams["idle_in_transaction_session_timeout"] = strconv.FormatInt(idle.Milliseconds(), 10)
+	name := stdlib.RegisterConnConfig(cfg)
+	j.pgNames = append(j.pgNames, name)
+	db, err := sql.Open(pgDriverName, name)
+	if err != nil {
+		return nil, err
 	}
 	db.SetMaxOpenConns(conns)
 	db.SetMaxIdleConns(conns)
@@ -71,7 +100,7 @@ func (j *Journal) openPostgres() error {
 		db    **sql.DB
 		conns int
 	}{{&j.full, 1}, {&j.w, 1}, {&j.r, readConns}} {
-		if *p.db, err = pgPool(j.dsn, p.conns); err != nil {
+		if *p.db, err = j.pgPool(p.conns); err != nil {
 			j.Close()
 			return fmt.Errorf("journal: open PostgreSQL: %w", err)
 		}
@@ -98,7 +127,7 @@ func OpenPostgresReadOnly(dsn string) (*Journal, error) {
 	j := &Journal{dsn: dsn, readOnly: true, log: zap.NewNop(), closed: make(chan struct{})}
 	j.opened.Store(true)
 	var err error
-	if j.r, err = pgPool(dsn, readConns); err != nil {
+	if j.r, err = j.pgPool(readConns); err != nil {
 		return nil, fmt.Errorf("journal: open PostgreSQL read-only: %w", err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), pgOpenTimeout)

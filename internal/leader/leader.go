@@ -197,9 +197,10 @@ func (e *Elector) Watch(ctx context.Context) error {
 			if ctx.Err() != nil {
 				return nil
 			}
-			// One failed ping is not yet a loss while the last
-			// confirmation is recent; a broken session is.
-			if !e.Confident() || errors.Is(err, sql.ErrConnDone) || errors.Is(err, errNotHeld) {
+			// A slow answer is not yet a loss while the last
+			// confirmation is recent; anything else (a broken session, a
+			// restarted server, the lock gone) is.
+			if !e.Confident() || !errors.Is(err, context.DeadlineExceeded) {
 				e.lose()
 				return err
 			}
