@@ -267,6 +267,15 @@ func TestHATakeoverAfterKill9OfTheLeader(t *testing.T) {
 		t.Fatalf("the new leader exited %d after SIGTERM", code)
 	}
 	e.check(t)
+	// The one-shot commands work on the PostgreSQL journal too.
+	t.Setenv("HA_TEST_DSN", e.dsn)
+	t.Setenv("CRASH_TEST_ASTRA_KEY", crashAPIKey)
+	if code, out, errs := runCLI(t, "replay", "-config", e.policy[0], "-json"); code != 0 || !strings.Contains(out, crashProgram) {
+		t.Errorf("replay on PostgreSQL: exit %d\n%s\n%s", code, out, tail(errs, 10))
+	}
+	if code, out, errs := runCLI(t, "reconcile", "-config", e.policy[0]); code != 0 && code != 3 {
+		t.Errorf("reconcile on PostgreSQL: exit %d\n%s\n%s", code, out, tail(errs, 10))
+	}
 }
 
 func TestHAPausedLeaderIsFencedAndStepsDown(t *testing.T) {
