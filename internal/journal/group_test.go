@@ -335,3 +335,109 @@ func TestCloseAnswersInFlightBatchAndRefusesQueuedWrites(t *testing.T) {
 		t.Errorf("after Close and reopen: %+v, want only the in-flight insert", as)
 	}
 }
+
+func TestLeaderCancelledWhileWaitingPassesTheLeadOn(t *testing.T) {
+	j, _ := openTemp(t)
+	release := holdWriterSlot(j)
+	defer release()
+	lctx, cancel := context.WithCancel(context.Background())
+	leader := make(chan error, 1)
+	go func() {
+		_, err := j.InsertAccept(lctx, sampleAccept(t, "leader", t0))
+		leader <- err
+	}()
+	waitFor(t, "the leader queued", func() bool { return j.stats.enqueued.Load() == 1 })
+	follower := make(chan error, 2)
+	for _, p := range []string{"f1", "f2"} {
+		go func() {
+			_, err := j.InsertAccept(context.Background(), sampleAccept(t, p, t0))
+			follower <- err
+		}()
+	}
+	waitFor(t, "two followers queued", func() bool { return j.stats.enqueued.Load() == 3 })
+	cancel()
+	if err := <-leader; !errors.Is(err, context.Canceled) {
+		t.Fatalf("leader cancelled while waiting for the writer slot: %v, want context.Canceled", err)
+	}
+	release()
+	for range 2 {
+		if err := <-follower; err != nil {
+			t.Errorf("follower of a cancelled leader: %v", err)
+		}
+	}
+	as, err := j.Accepts(context.Background(), AcceptFilter{})
+	mustNil(t, err)
+	if len(as) != 2 || as[0].Program == "leader" || as[1].Program == "leader" {
+		t.Errorf("accepts %+v, want the two followers' only", as)
+	}
+	if b := j.stats.batches.Load(); b != 1 {
+		t.Errorf("the two followers committed in %d transactions, want 1", b)
+	}
+}
+
+func TestFollowerCancelledWhileQueuedWritesNothing(t *testing.T) {
+	j, _ := openTemp(t)
+	release := holdWriterSlot(j)
+	defer release()
+	leader := make(chan error, 1)
+	go func() {
+		_, err := j.InsertAccept(context.Background(), sampleAccept(t, "leader", t0))
+		leader <- err
+	}()
+	waitFor(t, "the leader queued", func() bool { return j.stats.enqueued.Load() == 1 })
+	fctx, cancel := context.WithCancel(context.Background())
+	follower := make(chan error, 1)
+	go func() {
+		_, err := j.InsertAccept(fctx, sampleAccept(t, "follower", t0))
+		follower <- err
+	}()
+	waitFor(t, "the follower queued", func() bool { return j.stats.enqueued.Load() == 2 })
+	cancel()
+	if err := <-follower; !errors.Is(err, context.Canceled) {
+		t.Fatalf("follower cancelled while queued: %v, want context.Canceled", err)
+	}
+	release()
+	mustNil(t, <-leader)
+	as, err := j.Accepts(context.Background(), AcceptFilter{})
+	mustNil(t, err)
+	if len(as) != 1 || as[0].Program != "leader" {
+		t.Errorf("accepts %+v, want only the leader's", as)
+	}
+}
+
+func TestWritesQueuedBehindACommitShareTheNextTransaction(t *testing.T) {
+	ctx := context.Background()
+	j, path := openTemp(t)
+	unlock := lockFileForWriting(t, path)
+	first := make(chan error, 1)
+	go func() {
+		_, err := j.InsertAccept(ctx, sampleAccept(t, "first", t0))
+		first <- err
+	}()
+	// The first caller leads alone: it took its own insert into a batch
+	// and waits in BEGIN IMMEDIATE for the file lock.
+	waitFor(t, "the first insert taken into a batch", func() bool { return j.stats.taken.Load() == 1 })
+	const queued = 8
+	rest := make(chan error, queued)
+	for i := range queued {
+		go func() {
+			_, err := j.InsertAccept(ctx, sampleAccept(t, fmt.Sprintf("q%d", i), t0))
+			rest <- err
+		}()
+	}
+	waitFor(t, "the others queued", func() bool { return j.stats.enqueued.Load() == 1+queued })
+	unlock()
+	mustNil(t, <-first)
+	for range queued {
+		mustNil(t, <-rest)
+	}
+	if b := j.stats.batches.Load(); b != 2 {
+		t.Errorf("1 + %d inserts committed in %d transactions, want 2 (the leader's, then the queued ones together)", queued, b)
+	}
+	// Uncontended, a caller commits alone.
+	_, err := j.InsertAccept(ctx, sampleAccept(t, "alone", t0))
+	mustNil(t, err)
+	if b, n := j.stats.batches.Load(), j.stats.taken.Load(); b != 3 || n != 2+queued {
+		t.Errorf("after one more insert: %d rows in %d transactions, want %d in 3", n, b, 2+queued)
+	}
+}
