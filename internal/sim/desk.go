@@ -165,6 +165,7 @@ type Desk struct {
 	malformNext  int
 	streams      map[*deskStream]struct{}
 	quotesSent   int
+	lat          acceptLatency // desk_latency.go
 
 	closed   bool
 	done     chan struct{}
