@@ -6,7 +6,7 @@ package main
 // astra-sim, 50 streams at 25 quotes/s each, every quote within the limit.
 // Each desk measures, per accept, the time from writing the quote's frame to
 // receiving the accept (internal/sim's accept latency); the test prints both
-// p50/p99 and their ratios and fails when treasuryd's p50 or p99 is more than
+// p50/p99, their ratios and each process's CPU time per accept, and fails when treasuryd's p50 or p99 is more than
 // 1.2× the bare client's. Journaling before sending is the only work
 // treasuryd adds to that path.
 //
@@ -17,8 +17,11 @@ package main
 //	TREASURYD_SIDEBYSIDE_FOR=30s       measured window (after a 5 s warm-up)
 //	TREASURYD_SIDEBYSIDE_MAX_RATIO=1.2 the bound on both ratios
 //	TREASURYD_SIDEBYSIDE_DIR=/tmp/x    keep logs, policy and journal there
+//	TREASURYD_SIDEBYSIDE_BIN=/tmp/td   run this treasuryd binary (e.g. one built
+//	                                   with profiling) instead of this package's
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -107,7 +110,11 @@ func TestSideBySideWithBareClient(t *testing.T) {
 	}
 
 	env := []string{"ASTRA_API_KEY=" + soakAPIKey, "TREASURYD_ADMIN_TOKEN=" + soakAdminToken}
-	tlog := startProcess(t, filepath.Join(dir, "treasuryd.log"), env, binary, "run", "-config", policy)
+	tbin := binary
+	if v := os.Getenv("TREASURYD_SIDEBYSIDE_BIN"); v != "" {
+		tbin = v
+	}
+	tlog := startProcess(t, filepath.Join(dir, "treasuryd.log"), env, tbin, "run", "-config", policy)
 	blog := startProcess(t, filepath.Join(dir, "bareclient.log"), env, bareBin,
 		"-base-url", "http://"+desks["bare"].desk+"/v2", "-ws-url", "ws://"+desks["bare"].desk+"/v2",
 		"-account", soakAccount, "-api-key-env", sideBareKey, "-streams", strconv.Itoa(sideStreams),
@@ -132,8 +139,14 @@ func TestSideBySideWithBareClient(t *testing.T) {
 		}
 		resp.Body.Close()
 	}
+	procs := map[string]int{"treasuryd": tlog.pid, "bare": blog.pid}
+	cpu0 := map[string]time.Duration{}
+	for side, pid := range procs {
+		cpu0[side] = processCPU(pid)
+	}
 	start := time.Now()
 	time.Sleep(window)
+	cpuPerAccept := map[string]time.Duration{}
 	got := map[string]sim.AcceptLatency{}
 	for side, d := range desks {
 		resp, err := cl.Get("http://" + d.desk + "/_sim/accept-latency")
@@ -147,6 +160,9 @@ func TestSideBySideWithBareClient(t *testing.T) {
 			t.Fatalf("%s desk: accept latency: %v", side, err)
 		}
 		got[side] = r
+		if r.Accepts > 0 {
+			cpuPerAccept[side] = (processCPU(procs[side]) - cpu0[side]) / time.Duration(r.Accepts)
+		}
 	}
 	elapsed := time.Since(start)
 	for _, p := range []*process{tlog, blog} {
@@ -158,14 +174,14 @@ func TestSideBySideWithBareClient(t *testing.T) {
 	bare, tr := got["bare"], got["treasuryd"]
 	ratio := func(a, b time.Duration) float64 { return float64(a) / float64(b) }
 	report := fmt.Sprintf("side by side, %d streams at %.0f quotes/s each, %s measured at the desk (frame written → accept received):\n"+
-		"  %-11s %8s %9s %9s %9s %9s\n"+
-		"  %-11s %8d %9s %9s %9s %9s\n"+
-		"  %-11s %8d %9s %9s %9s %9s\n"+
+		"  %-11s %8s %9s %9s %9s %9s %14s\n"+
+		"  %-11s %8d %9s %9s %9s %9s %14s\n"+
+		"  %-11s %8d %9s %9s %9s %9s %14s\n"+
 		"  treasuryd / bare client: p50 %.2f×, p99 %.2f× (target ≤ %.2f×)",
 		sideStreams, float64(time.Second)/float64(sideInterval), elapsed.Round(time.Second),
-		"", "accepts", "p50", "p90", "p99", "max",
-		"bare client", bare.Accepts, us(bare.P50), us(bare.P90), us(bare.P99), us(bare.Max),
-		"treasuryd", tr.Accepts, us(tr.P50), us(tr.P90), us(tr.P99), us(tr.Max),
+		"", "accepts", "p50", "p90", "p99", "max", "CPU/accept",
+		"bare client", bare.Accepts, us(bare.P50), us(bare.P90), us(bare.P99), us(bare.Max), us(cpuPerAccept["bare"]),
+		"treasuryd", tr.Accepts, us(tr.P50), us(tr.P90), us(tr.P99), us(tr.Max), us(cpuPerAccept["treasuryd"]),
 		ratio(tr.P50, bare.P50), ratio(tr.P99, bare.P99), maxRatio)
 	t.Log(report)
 	fmt.Println(report)
@@ -188,7 +204,34 @@ func us(d time.Duration) string { return fmt.Sprintf("%.0fµs", float64(d)/float
 // SIGTERM (then SIGKILL) when the test ends.
 type process struct {
 	path string
+	pid  int
 	done chan struct{}
+}
+
+// processCPU is the CPU time (user and system) process pid has used, from
+// /proc; 0 where there is none.
+func processCPU(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command, which is in parentheses and may hold spaces:
+	// state is field 3, utime 14, stime 15, in clock ticks (USER_HZ, 100 on
+	// Linux).
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	ut, err1 := strconv.ParseInt(f[11], 10, 64)
+	st, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0
+	}
+	return time.Duration(ut+st) * (time.Second / 100)
 }
 
 func (p *process) exited() bool {
@@ -212,7 +255,7 @@ func startProcess(t *testing.T, logPath string, env []string, bin string, args .
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p := &process{path: logPath, done: make(chan struct{})}
+	p := &process{path: logPath, pid: cmd.Process.Pid, done: make(chan struct{})}
 	go func() { cmd.Wait(); logf.Close(); close(p.done) }()
 	t.Cleanup(func() {
 		cmd.Process.Signal(syscall.SIGTERM)
