@@ -36,7 +36,7 @@ func (j *Journal) InsertAccept(ctx context.Context, a Accept) (int64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("journal: insert accept of quote %s: %w", a.QuoteID, err)
 	}
-	o := &op{kind: opInsert, a: &a, sentAt: sentAt}
+	o := &op{kind: opInsert, a: a, sentAt: sentAt}
 	if err := j.submit(ctx, o); err != nil {
 		return 0, fmt.Errorf("journal: insert accept of quote %s: %w", a.QuoteID, err)
 	}

@@ -2,8 +2,6 @@ package journal
 
 import (
 	"context"
-	"database/sql"
-	"errors"
 	"fmt"
 	"sync"
 )
@@ -66,7 +64,7 @@ const (
 type op struct {
 	kind opKind
 
-	a      *Accept // opInsert
+	a      Accept // opInsert
 	sentAt int64
 
 	id      int64 // opResult
@@ -293,38 +291,56 @@ func (j *Journal) commitBatch(batch []*op) {
 // writeBatch runs batch in one BEGIN IMMEDIATE transaction on j.w, setting
 // each op's id and own error (writeOp). It returns a statement or commit
 // error, with atCommit=true when that error came from COMMIT.
+//
+// The transaction is driven at the driver level, with every statement,
+// BEGIN and COMMIT included, prepared once per connection (batchTx): a
+// database/sql transaction starts a goroutine per transaction and the driver
+// parses BEGIN and COMMIT each time, which together cost about as much as
+// the row itself.
 func (j *Journal) writeBatch(ctx context.Context, batch []*op) (atCommit bool, err error) {
-	tx, err := j.w.BeginTx(ctx, nil)
+	conn, err := j.w.Conn(ctx)
 	if err != nil {
 		return false, err
 	}
-	defer func() {
-		if err != nil && !atCommit {
-			_ = tx.Rollback()
+	defer conn.Close()
+	err = conn.Raw(func(dc any) error {
+		t, err := j.stmts.on(ctx, dc)
+		if err != nil {
+			return err
 		}
-	}()
-	for _, o := range batch {
-		o.outID, o.err = 0, nil
-		if err := j.writeOp(ctx, tx, o); err != nil {
-			return false, err
+		if _, err := t.exec(stBegin); err != nil {
+			return err
 		}
-	}
-	if err := tx.Commit(); err != nil {
-		return true, err
-	}
-	return false, nil
+		for _, o := range batch {
+			o.outID, o.err = 0, nil
+			if err := j.writeOp(t, o); err != nil {
+				t.rollback()
+				return err
+			}
+		}
+		if _, err := t.exec(stCommit); err != nil {
+			atCommit = true
+			// As database/sql expects of a failed COMMIT: leave no
+			// transaction open on the connection.
+			t.rollback()
+			return err
+		}
+		return nil
+	})
+	return atCommit, err
 }
 
 // writeOp does every write of one accept-path op inside its batch's
-// transaction: the accept row, or its result. Whatever else must commit
+// transaction t: the accept row, or its result. Whatever else must commit
 // atomically with an accept row (such as an audit record of it) is written
-// here, in tx. A refusal of this op alone (not found, transition) is set as
-// o.err; a returned error fails the statement and so the transaction.
-func (j *Journal) writeOp(ctx context.Context, tx *sql.Tx, o *op) error {
+// here, with t's statements (add its SQL to stmtSQL). A refusal of this op
+// alone (not found, transition) is set as o.err; a returned error fails the
+// statement and so the transaction.
+func (j *Journal) writeOp(t *batchTx, o *op) error {
 	switch o.kind {
 	case opInsert:
-		a := o.a
-		res, err := tx.StmtContext(ctx, j.stmts.insertAccept).ExecContext(ctx,
+		a := &o.a
+		res, err := t.exec(stInsertAccept,
 			a.Program, a.QuoteID, nonNil(a.RawQuote), a.BaseAsset, a.QuoteAsset, a.Side,
 			a.BaseQty.String(), a.QuoteQty.String(), a.ExpiryMicros, o.sentAt, AcceptPending)
 		if err != nil {
@@ -334,7 +350,7 @@ func (j *Journal) writeOp(ctx context.Context, tx *sql.Tx, o *op) error {
 			return err
 		}
 	case opResult:
-		res, err := tx.StmtContext(ctx, j.stmts.setResult).ExecContext(ctx, o.result, o.message, o.at, o.id, AcceptPending)
+		res, err := t.exec(stSetResult, o.result, o.message, o.at, o.id, AcceptPending)
 		if err != nil {
 			return err
 		}
@@ -344,42 +360,15 @@ func (j *Journal) writeOp(ctx context.Context, tx *sql.Tx, o *op) error {
 			return nil
 		}
 		// Not a pending accept: say why.
-		var cur string
-		err = tx.StmtContext(ctx, j.stmts.acceptResult).QueryRowContext(ctx, o.id).Scan(&cur)
+		cur, found, err := t.queryString(stAcceptResult, o.id)
 		switch {
-		case errors.Is(err, sql.ErrNoRows):
-			o.err = ErrNotFound
 		case err != nil:
 			return err
+		case !found:
+			o.err = ErrNotFound
 		default:
 			o.err = fmt.Errorf("%w: %s → %s (only a pending accept gets a result)", ErrTransition, cur, o.result)
 		}
-	}
-	return nil
-}
-
-// acceptStmts are the accept path's statements, prepared once on j.w
-// (database/sql prepares them again on a connection that replaces it).
-type acceptStmts struct {
-	insertAccept, setResult, acceptResult *sql.Stmt
-}
-
-func (j *Journal) prepareAcceptStmts(ctx context.Context) error {
-	for _, s := range []struct {
-		stmt  **sql.Stmt
-		query string
-	}{
-		{&j.stmts.insertAccept, `INSERT INTO accepts
-			(program, quote_id, raw_quote, base_asset, quote_asset, side, base_qty, quote_qty, expiry_micros, sent_at, result)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`},
-		{&j.stmts.setResult, `UPDATE accepts SET result = ?, message = ?, result_at = ? WHERE id = ? AND result = ?`},
-		{&j.stmts.acceptResult, `SELECT result FROM accepts WHERE id = ?`},
-	} {
-		stmt, err := j.w.PrepareContext(ctx, s.query)
-		if err != nil {
-			return fmt.Errorf("prepare %q: %w", s.query, err)
-		}
-		*s.stmt = stmt
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package journal
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"sync"
@@ -439,5 +440,34 @@ func TestWritesQueuedBehindACommitShareTheNextTransaction(t *testing.T) {
 	mustNil(t, err)
 	if b, n := j.stats.batches.Load(), j.stats.taken.Load(); b != 3 || n != 2+queued {
 		t.Errorf("after one more insert: %d rows in %d transactions, want %d in 3", n, b, 2+queued)
+	}
+}
+
+func TestAcceptStatementsArePreparedAgainOnAReplacedConnection(t *testing.T) {
+	ctx := context.Background()
+	j, _ := openTemp(t)
+	first, err := j.InsertAccept(ctx, sampleAccept(t, "before", t0))
+	mustNil(t, err)
+	old := j.stmts.dc
+	// database/sql discards a connection that reports driver.ErrBadConn and
+	// opens a new one for the next user.
+	conn, err := j.w.Conn(ctx)
+	mustNil(t, err)
+	if err := conn.Raw(func(any) error { return driver.ErrBadConn }); !errors.Is(err, driver.ErrBadConn) {
+		t.Fatalf("Raw: %v", err)
+	}
+	conn.Close()
+	second, err := j.InsertAccept(ctx, sampleAccept(t, "after", t0))
+	if err != nil {
+		t.Fatalf("insert on the replaced connection: %v", err)
+	}
+	mustNil(t, j.SetAcceptResult(ctx, first, AcceptOK, "", t0))
+	if j.stmts.dc == old {
+		t.Errorf("the statements still belong to the discarded connection")
+	}
+	for id, want := range map[int64]string{first: AcceptOK, second: AcceptPending} {
+		if a, err := j.AcceptByID(ctx, id); err != nil || a.Result != want {
+			t.Errorf("accept %d: %+v %v, want %s", id, a, err, want)
+		}
 	}
 }

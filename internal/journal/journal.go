@@ -77,8 +77,8 @@ type Journal struct {
 	ck       *sql.DB
 	r        *sql.DB
 	wsem     chan struct{}
-	group    group       // the accept path's group commit (group.go)
-	stmts    acceptStmts // the accept path's statements, prepared on w
+	group    group     // the accept path's group commit (group.go)
+	stmts    stmtCache // the accept path's statements, prepared on w (stmts.go)
 	log      *zap.Logger
 
 	// bg owns the checkpointer goroutine, which stops when closed is
@@ -281,10 +281,8 @@ func (j *Journal) Close() error {
 			defer func() { <-j.wsem }()
 		}
 		var errs []error
-		for _, st := range []*sql.Stmt{j.stmts.insertAccept, j.stmts.setResult, j.stmts.acceptResult} {
-			if st != nil {
-				errs = append(errs, st.Close())
-			}
+		if j.w != nil {
+			errs = append(errs, j.closeAcceptStmts())
 		}
 		for _, db := range []*sql.DB{j.r, j.ck, j.w, j.full} {
 			if db != nil {
