@@ -23,8 +23,9 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-// holdWriterSlot takes the process's writer slot, so the committer queues
-// everything submitted until release is called.
+// holdWriterSlot takes the process's writer slot, so that the first accept
+// write submitted leads and waits for it, and everything submitted after it
+// queues behind, until release is called.
 func holdWriterSlot(j *Journal) (release func()) {
 	j.wsem <- struct{}{}
 	var once sync.Once
@@ -32,7 +33,7 @@ func holdWriterSlot(j *Journal) (release func()) {
 }
 
 // lockFileForWriting takes SQLite's write lock on the file from a connection
-// outside the journal, so the committer, once it has taken a batch, waits in
+// outside the journal, so a leader, once it has taken a batch, waits in
 // BEGIN IMMEDIATE (busy_timeout) until release.
 func lockFileForWriting(t *testing.T, path string) (release func()) {
 	t.Helper()
@@ -256,8 +257,7 @@ func TestAcceptWriteCancelledWhileQueuedWritesNothing(t *testing.T) {
 		t.Fatalf("cancelled queued insert: %v, want context.Canceled", err)
 	}
 	release()
-	// A write queued after it commits, so the committer has passed the
-	// cancelled one by then.
+	// A write after it commits: the cancelled one left nothing behind.
 	_, err := j.InsertAccept(context.Background(), sampleAccept(t, "after", t0))
 	mustNil(t, err)
 	as, err := j.Accepts(context.Background(), AcceptFilter{})
@@ -280,7 +280,8 @@ func TestAcceptWriteCancelledAfterItWasTakenStillReturnsItsCommit(t *testing.T) 
 		id, err := j.InsertAccept(ctx, sampleAccept(t, "taken", t0))
 		rc <- res{id, err}
 	}()
-	// The committer has the insert in its batch and waits for the file lock.
+	// Its caller leads: it has the insert in its batch and waits for the
+	// file lock.
 	waitFor(t, "the insert taken into a batch", func() bool { return j.stats.taken.Load() == 1 })
 	cancel()
 	unlock()
