@@ -93,13 +93,20 @@ func TestSideBySideWithBareClient(t *testing.T) {
 	}
 
 	httpAddr := freePort(t)
-	policy := filepath.Join(dir, "policy.yaml")
+	// As in production, the journal is not in the policy's directory, whose
+	// every change wakes the policy watcher.
+	policy := filepath.Join(dir, "policy", "policy.yaml")
+	for _, d := range []string{filepath.Dir(policy), filepath.Join(dir, "state")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "account_id: %q\n", soakAccount)
 	fmt.Fprintf(&b, "astra: { base_url: %q, ws_url: %q, api_key_env: ASTRA_API_KEY, request_timeout: 2s }\n",
 		"http://"+desks["treasuryd"].desk+"/v2", "ws://"+desks["treasuryd"].desk+"/v2")
 	fmt.Fprintf(&b, "state: { path: %q }\nhttp: { listen: %q, admin_token_env: TREASURYD_ADMIN_TOKEN }\nshutdown_timeout: 5s\n",
-		filepath.Join(dir, "journal.db"), httpAddr)
+		filepath.Join(dir, "state", "journal.db"), httpAddr)
 	b.WriteString("compliance: { enabled: false }\nprograms:\n")
 	for i := range sideStreams {
 		fmt.Fprintf(&b, "  - { name: \"p%02d\", base: BTC, quote: USD, side: sell, size: %q, limit_price: %q, cooldown: 0s, min_validity: 100ms, reserve: \"0\" }\n",
