@@ -472,3 +472,39 @@ func TestAcceptStatementsArePreparedAgainOnAReplacedConnection(t *testing.T) {
 		}
 	}
 }
+
+func TestResultLeaderCommitsTheWritesQueuedBehindIt(t *testing.T) {
+	ctx := context.Background()
+	j, path := openTemp(t)
+	pending, err := j.InsertAccept(ctx, sampleAccept(t, "sent", t0))
+	mustNil(t, err)
+	unlock := lockFileForWriting(t, path)
+	result := make(chan error, 1)
+	go func() { result <- j.SetAcceptResult(ctx, pending, AcceptOK, "", t0) }()
+	// The result's caller leads: it has taken its write and waits for the
+	// file lock in BEGIN IMMEDIATE.
+	waitFor(t, "the result taken into a batch", func() bool { return j.stats.taken.Load() == 2 })
+	const queued = 4
+	inserts := make(chan error, queued)
+	for i := range queued {
+		go func() {
+			_, err := j.InsertAccept(ctx, sampleAccept(t, fmt.Sprintf("q%d", i), t0))
+			inserts <- err
+		}()
+	}
+	waitFor(t, "the inserts queued", func() bool { return j.stats.enqueued.Load() == 2+queued })
+	unlock()
+	mustNil(t, <-result)
+	// The result's leader committed the queued inserts before returning.
+	as, err := j.Accepts(ctx, AcceptFilter{})
+	mustNil(t, err)
+	if len(as) != 1+queued {
+		t.Errorf("%d accepts when the result's call returned, want %d: the queued inserts were handed on", len(as), 1+queued)
+	}
+	for range queued {
+		mustNil(t, <-inserts)
+	}
+	if c, b := j.stats.continued.Load(), j.stats.batches.Load(); c != 1 || b != 3 {
+		t.Errorf("%d continued leads in %d transactions, want 1 in 3 (insert, result, the queued inserts)", c, b)
+	}
+}

@@ -90,7 +90,7 @@ type Journal struct {
 	ckLimit          int64
 	// Counts of the background work, which tests wait on.
 	stats struct {
-		enqueued, taken, batches, checkpoints, truncates atomic.Int64
+		enqueued, taken, batches, continued, checkpoints, truncates atomic.Int64
 	}
 
 	opened    atomic.Bool
