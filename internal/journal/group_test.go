@@ -430,11 +430,15 @@ func TestWritesQueuedBehindACommitShareTheNextTransaction(t *testing.T) {
 	waitFor(t, "the others queued", func() bool { return j.stats.enqueued.Load() == 1+queued })
 	unlock()
 	mustNil(t, <-first)
+	// The leader committed what queued behind it before returning.
+	if as, err := j.Accepts(ctx, AcceptFilter{}); err != nil || len(as) != 1+queued {
+		t.Errorf("%d accepts (%v) when the leader returned, want %d", len(as), err, 1+queued)
+	}
 	for range queued {
 		mustNil(t, <-rest)
 	}
-	if b := j.stats.batches.Load(); b != 2 {
-		t.Errorf("1 + %d inserts committed in %d transactions, want 2 (the leader's, then the queued ones together)", queued, b)
+	if b, c := j.stats.batches.Load(), j.stats.continued.Load(); b != 2 || c != 1 {
+		t.Errorf("1 + %d inserts committed in %d transactions (%d by a continuing leader), want 2 (the leader's, then the queued ones together, by the leader)", queued, b, c)
 	}
 	// Uncontended, a caller commits alone.
 	_, err := j.InsertAccept(ctx, sampleAccept(t, "alone", t0))
