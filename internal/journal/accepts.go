@@ -26,8 +26,9 @@ const acceptCols = `id, program, quote_id, raw_quote, base_asset, quote_asset, s
 	expiry_micros, sent_at, result, message, result_at, convert_id`
 
 // InsertAccept journals an accept as AcceptPending before it is sent and
-// returns its id. Committed with synchronous=NORMAL, in one transaction
-// with the other accept writes queued meanwhile (group.go). a.ID, a.Result,
+// returns its id. Committed with synchronous=NORMAL before it returns, by
+// the caller itself or in one transaction with the other accept writes
+// queued meanwhile (group.go). a.ID, a.Result,
 // a.Message, a.ResultAt and a.ConvertID are ignored; a zero a.SentAt means
 // now.
 func (j *Journal) InsertAccept(ctx context.Context, a Accept) (int64, error) {

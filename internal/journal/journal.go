@@ -66,9 +66,9 @@ const (
 // wsem (capacity 1) makes this process a single writer across w and full,
 // so the two write connections never contend for SQLite's write lock; a
 // channel rather than a mutex so that waiting for it honours ctx. The accept
-// path's writes (InsertAccept, SetAcceptResult) reach it through one
-// committer goroutine that batches concurrent callers into one transaction
-// (group.go).
+// path's writes (InsertAccept, SetAcceptResult) take it in the caller's own
+// goroutine, batching concurrent callers into one transaction (group.go),
+// with statements prepared once (stmts).
 type Journal struct {
 	path     string
 	readOnly bool
@@ -77,11 +77,12 @@ type Journal struct {
 	ck       *sql.DB
 	r        *sql.DB
 	wsem     chan struct{}
-	ops      chan *op // accept writes queued for the committer
+	group    group     // the accept path's group commit (group.go)
+	stmts    stmtCache // the accept path's statements, prepared on w (stmts.go)
 	log      *zap.Logger
 
-	// bg owns the committer and checkpointer goroutines, which stop when
-	// closed is closed.
+	// bg owns the checkpointer goroutine, which stops when closed is
+	// closed.
 	bg sync.WaitGroup
 	// The checkpointer's timing and limit (checkpoint.go), from its
 	// constants; tests change them before Start.
@@ -89,7 +90,7 @@ type Journal struct {
 	ckLimit          int64
 	// Counts of the background work, which tests wait on.
 	stats struct {
-		enqueued, taken, batches, checkpoints, truncates atomic.Int64
+		enqueued, taken, batches, continued, checkpoints, truncates atomic.Int64
 	}
 
 	opened    atomic.Bool
@@ -139,7 +140,7 @@ var ErrNotOpen = errors.New("journal: not open yet")
 // New returns a journal for path that opens on Start: for the fx app, whose
 // constructors do no I/O. Every method before Start returns ErrNotOpen.
 func New(path string) *Journal {
-	return &Journal{path: path, wsem: make(chan struct{}, 1), ops: make(chan *op, queueLen),
+	return &Journal{path: path, wsem: make(chan struct{}, 1), group: newGroup(),
 		ckEvery: checkpointEvery, ckRetry: truncateRetry, ckLimit: walLimitBytes,
 		log: zap.NewNop(), closed: make(chan struct{})}
 }
@@ -229,8 +230,11 @@ func (j *Journal) open() error {
 		j.Close()
 		return fmt.Errorf("journal: open %s: %w", path, err)
 	}
-	j.bg.Add(2)
-	go j.commitLoop()
+	if err := j.prepareAcceptStmts(ctx); err != nil {
+		j.Close()
+		return fmt.Errorf("journal: open %s: %w", path, err)
+	}
+	j.bg.Add(1)
 	go j.checkpointLoop()
 	return nil
 }
@@ -270,7 +274,16 @@ func (j *Journal) Close() error {
 	j.closeOnce.Do(func() {
 		close(j.closed)
 		j.bg.Wait()
+		if j.wsem != nil {
+			// Wait for the write under way (an accept batch's leader sees
+			// closed once it has the slot and starts none after this).
+			j.wsem <- struct{}{}
+			defer func() { <-j.wsem }()
+		}
 		var errs []error
+		if j.w != nil {
+			errs = append(errs, j.closeAcceptStmts())
+		}
 		for _, db := range []*sql.DB{j.r, j.ck, j.w, j.full} {
 			if db != nil {
 				errs = append(errs, db.Close())
