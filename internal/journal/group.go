@@ -190,6 +190,7 @@ func (j *Journal) writeBatch(ctx context.Context, batch []*op) (atCommit bool, e
 		if err != nil && !atCommit {
 			_ = tx.Rollback()
 		}
+		j.auditSettle(err == nil)
 	}()
 	for _, o := range batch {
 		o.outID, o.err = 0, nil
@@ -207,6 +208,9 @@ func (j *Journal) writeBatch(ctx context.Context, batch []*op) (atCommit bool, e
 			if o.outID, err = res.LastInsertId(); err != nil {
 				return false, err
 			}
+			if err := j.auditAcceptInsert(ctx, tx, o.outID, a, o.sentAt); err != nil {
+				return false, err
+			}
 		case opResult:
 			cur, err := acceptResultTx(ctx, tx, o.id)
 			switch {
@@ -221,6 +225,9 @@ func (j *Journal) writeBatch(ctx context.Context, batch []*op) (atCommit bool, e
 			}
 			if _, err := tx.ExecContext(ctx, `UPDATE accepts SET result = ?, message = ?, result_at = ? WHERE id = ?`,
 				o.result, o.message, o.at, o.id); err != nil {
+				return false, err
+			}
+			if err := j.auditAcceptRow(ctx, tx, AuditAcceptResult, o.id); err != nil {
 				return false, err
 			}
 		}

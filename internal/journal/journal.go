@@ -91,6 +91,12 @@ type Journal struct {
 	stats struct {
 		enqueued, taken, batches, checkpoints, truncates atomic.Int64
 	}
+	// The audit chain's entries (audit.go): auditPending counts those of
+	// the transaction under way, guarded by wsem like the transaction;
+	// auditAppended those committed.
+	auditPending  int
+	auditAppended atomic.Int64
+	auditCounter  Counter
 
 	opened    atomic.Bool
 	closeOnce sync.Once
@@ -293,25 +299,6 @@ func (j *Journal) isClosed() bool {
 	}
 }
 
-// writeExec runs one statement in autocommit mode on db (j.w or j.full),
-// holding the process-wide writer slot: one round trip fewer than write for
-// the single-row inserts on the accept and withdrawal paths.
-func (j *Journal) writeExec(ctx context.Context, db *sql.DB, query string, args ...any) (sql.Result, error) {
-	if j.readOnly {
-		return nil, ErrReadOnly
-	}
-	if j.isClosed() {
-		return nil, ErrClosed
-	}
-	select {
-	case j.wsem <- struct{}{}:
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-	defer func() { <-j.wsem }()
-	return db.ExecContext(ctx, query, args...)
-}
-
 // write runs fn in one BEGIN IMMEDIATE transaction on db (j.w or j.full),
 // holding the process-wide writer slot.
 func (j *Journal) write(ctx context.Context, db *sql.DB, fn func(tx *sql.Tx) error) error {
@@ -333,9 +320,12 @@ func (j *Journal) write(ctx context.Context, db *sql.DB, fn func(tx *sql.Tx) err
 	}
 	if err := fn(tx); err != nil {
 		_ = tx.Rollback()
+		j.auditSettle(false)
 		return err
 	}
-	return tx.Commit()
+	err = tx.Commit()
+	j.auditSettle(err == nil)
+	return err
 }
 
 // reader returns the read pool, or ErrClosed.

@@ -52,11 +52,17 @@ func (j *Journal) SetPaused(ctx context.Context, paused bool, by string) error {
 		value = "1"
 	}
 	now := time.Now().UnixNano()
+	kind := AuditResume
+	if paused {
+		kind = AuditPause
+	}
 	err := j.write(ctx, j.full, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO settings (key, value, updated_by, updated_at) VALUES (?, ?, ?, ?)
+		if _, err := tx.ExecContext(ctx, `INSERT INTO settings (key, value, updated_by, updated_at) VALUES (?, ?, ?, ?)
 			ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_by = excluded.updated_by,
-				updated_at = excluded.updated_at`, settingPaused, value, by, now)
-		return err
+				updated_at = excluded.updated_at`, settingPaused, value, by, now); err != nil {
+			return err
+		}
+		return j.appendAudit(ctx, tx, kind, by, auditPause{Paused: paused, UpdatedAt: auditNanos(now), UpdatedBy: by})
 	})
 	if err != nil {
 		return fmt.Errorf("journal: set pause flag: %w", err)
@@ -78,8 +84,11 @@ func (j *Journal) SaveReport(ctx context.Context, r Report) (int64, error) {
 		if err != nil {
 			return err
 		}
-		id, err = res.LastInsertId()
-		return err
+		if id, err = res.LastInsertId(); err != nil {
+			return err
+		}
+		return j.appendAudit(ctx, tx, AuditReport, "", auditReport{At: auditNanos(at), BodySHA256: sha256Hex(nonNil(r.Body)),
+			Clean: r.Clean, ID: id})
 	})
 	if err != nil {
 		return 0, fmt.Errorf("journal: save report: %w", err)

@@ -1,0 +1,3 @@
+-- 0002 is the authority tables' migration, written on another branch. This
+-- placeholder only keeps the numbering without gaps on this branch; it is
+-- replaced by that migration when the branches are merged.
