@@ -112,6 +112,13 @@ func statusSources(j *journal.Journal, e *strategy.Engine, g *compliance.Gate,
 		Withdrawals:       func() any { return rb.Status() },
 		ResolveWithdrawal: rb.Resolve,
 		Reconcile:         func() any { return rec.Status() },
+		Audit: func() any {
+			h, err := j.AuditHead(context.Background())
+			if err != nil {
+				return map[string]string{"error": err.Error()}
+			}
+			return h
+		},
 		Ready: map[string]func() bool{
 			"journal":  func() bool { _, err := j.Paused(context.Background()); return err == nil },
 			"balances": e.Ready,

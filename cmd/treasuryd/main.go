@@ -25,6 +25,7 @@ const (
 	exitRuntime = 1
 	exitUsage   = 2
 	exitBreaks  = 3
+	exitAudit   = 4 // audit verify found the chain broken
 )
 
 const usage = `usage: treasuryd <command> [flags]
@@ -35,6 +36,9 @@ commands:
   reconcile -config PATH    run one reconciliation now and print the report
   addresses -config PATH    print deposit and express-deposit addresses
   replay -config PATH [-journal PATH] [-since 24h] [-program NAME] [-json]
+  audit verify -journal PATH [-head SEQ:HASH]
+                            check the audit chain: exit 0 intact, 4 broken
+  audit export -journal PATH [-since 720h] [-format jsonl|csv]
   version                   print the version
 `
 
@@ -55,6 +59,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return exitOK
+	case "audit": // takes -journal, not -config
+		return cmdAudit(rest, stdout, stderr)
 	}
 	cmds := map[string]func(*common, []string, io.Writer, io.Writer) int{
 		"run":       cmdRun,

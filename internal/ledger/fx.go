@@ -51,6 +51,7 @@ var Module = fx.Module("ledger",
 			Log: log.Named("ledger"), Metrics: m, Desk: c, Journal: j, Epoch: epoch,
 			Tolerance: func() decimal.Decimal { return r.Current().Reconcile.Tolerance },
 			Schedule:  r.Current().Reconcile.Schedule,
+			AuditHead: j.AuditHead,
 		})
 		lc.Append(fx.StartStopHook(rec.Start, rec.Stop))
 		return rec

@@ -62,6 +62,8 @@ type Metrics struct {
 
 	ConfigReloads   *prometheus.CounterVec // result
 	RecorderDropped prometheus.Counter
+
+	AuditEntries prometheus.Counter
 }
 
 // New builds a fresh registry (never the global one) holding every metric,
@@ -137,6 +139,9 @@ func New(version string) *Metrics {
 			Help: "Policy reloads by result (ok, error)."}, []string{"result"}),
 		RecorderDropped: f.NewCounter(prometheus.CounterOpts{Name: "treasuryd_recorder_dropped_total",
 			Help: "Quote recordings dropped because the write queue was full."}),
+
+		AuditEntries: f.NewCounter(prometheus.CounterOpts{Name: "treasuryd_audit_entries_total",
+			Help: "Entries this process appended to the audit chain (SPEC 13)."}),
 	}
 	m.BuildInfo.WithLabelValues(version, runtime.Version()).Set(1)
 	m.Paused.Set(0)

@@ -28,6 +28,8 @@ type Sources struct {
 	Compliance  func() any
 	Withdrawals func() any
 	Reconcile   func() any
+	// Audit is the audit chain's head (SPEC 13): sequence and hash.
+	Audit func() any
 	// Ready lists the readiness conditions by name.
 	Ready map[string]func() bool
 	// Alive reports whether the process's loops are running.
@@ -155,6 +157,7 @@ func (s *Server) status(w http.ResponseWriter, _ *http.Request) {
 		"compliance":     call(s.src.Compliance),
 		"withdrawals":    call(s.src.Withdrawals),
 		"reconciliation": call(s.src.Reconcile),
+		"audit":          call(s.src.Audit),
 	}
 	w.Header().Set("Content-Type", "application/json")
 	enc := json.NewEncoder(w)

@@ -42,7 +42,7 @@ func (r *Rebalancer) Resolve(ctx context.Context, id int64, deskID, by string) e
 	}
 	log := r.log.With(append(withdrawalFields(w), zap.String("by", by))...)
 	if deskID == "" {
-		if err := r.store.UpdateWithdrawal(ctx, id, journal.WithdrawalFailed, "", "", "resolved by an operator: never executed"); err != nil {
+		if err := r.store.ResolveWithdrawal(ctx, id, journal.WithdrawalFailed, "", "resolved by an operator: never executed", by); err != nil {
 			return err
 		}
 		r.m.Withdrawals.WithLabelValues(w.Rule, journal.WithdrawalFailed).Inc()
@@ -76,7 +76,7 @@ func (r *Rebalancer) Resolve(ctx context.Context, id int64, deskID, by string) e
 		return fmt.Errorf("withdraw: desk request %s is %s %s to %s on %s, not this withdrawal's %s %s to %s on %s",
 			deskID, found.Amount, found.Symbol, found.Address, found.Network, w.Amount, w.Asset, w.Address, w.Network)
 	}
-	if err := r.store.UpdateWithdrawal(ctx, id, journal.WithdrawalSubmitted, deskID, "", ""); err != nil {
+	if err := r.store.ResolveWithdrawal(ctx, id, journal.WithdrawalSubmitted, deskID, "", by); err != nil {
 		return err
 	}
 	r.m.Withdrawals.WithLabelValues(w.Rule, journal.WithdrawalSubmitted).Inc()
