@@ -24,6 +24,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 )
 
@@ -166,13 +167,35 @@ func sha256Hex(b []byte) string {
 	return hex.EncodeToString(s[:])
 }
 
-// appendAudit appends one entry to the chain inside tx, which must hold the
-// write lock (every journal write is BEGIN IMMEDIATE, so it does): the head
-// is read in the same transaction, which makes seq and the previous hash
-// right even with a second process (a one-shot `reconcile`) writing the same
-// file. data is marshalled as the entry's canonical "data"; by names who
-// acted, for operator actions ("" otherwise). The caller holds j.wsem.
+// auditCursor is a chain head: the last entry's sequence and hash.
+type auditCursor struct {
+	known bool
+	seq   int64
+	hash  [auditHashLen]byte
+}
+
+// appendAudit appends one entry to the chain inside tx, which holds the
+// write lock (every journal write is BEGIN IMMEDIATE). data is marshalled as
+// the entry's canonical "data"; by names who acted, for operator actions
+// ("" otherwise). The caller holds j.wsem.
+//
+// The head comes from memory (the head after this process's last commit,
+// or earlier in this transaction) rather than a read per entry, which is on
+// the accept path. It can be stale only if another process (a one-shot
+// `reconcile`) appended since: then the entry after it exists, the INSERT
+// fails on the primary key, and the head is read in this transaction and
+// the entry built again on it. A statement that fails does not end the
+// transaction.
 func (j *Journal) appendAudit(ctx context.Context, tx *sql.Tx, kind, by string, data any) error {
+	return j.appendAuditWith(ctx, tx, nil, kind, by, data)
+}
+
+// auditInsertSQL appends an entry.
+const auditInsertSQL = `INSERT INTO audit (seq, at, kind, body, hash) VALUES (?, ?, ?, ?, ?)`
+
+// appendAuditWith is appendAudit through insert, auditInsertSQL prepared on
+// the pool tx belongs to, or when nil through a statement parsed anew.
+func (j *Journal) appendAuditWith(ctx context.Context, tx *sql.Tx, insert *sql.Stmt, kind, by string, data any) error {
 	if _, ok := auditKinds[kind]; !ok {
 		return fmt.Errorf("audit: unknown entry kind %q", kind)
 	}
@@ -180,30 +203,75 @@ func (j *Journal) appendAudit(ctx context.Context, tx *sql.Tx, kind, by string, 
 	if err != nil {
 		return fmt.Errorf("audit: encode %s: %w", kind, err)
 	}
-	var (
-		seq  int64
-		prev = make([]byte, auditHashLen)
-	)
-	err = tx.QueryRowContext(ctx, `SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1`).Scan(&seq, &prev)
-	if err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return fmt.Errorf("audit: read the chain head: %w", err)
-	}
-	if len(prev) != auditHashLen {
-		return fmt.Errorf("audit: entry %d: hash is %d bytes, not %d", seq, len(prev), auditHashLen)
-	}
 	now := time.Now().UnixNano()
-	seq++
-	body, err := json.Marshal(auditBody{At: auditNanos(now), By: by, Data: d, Kind: kind, Seq: seq})
-	if err != nil {
-		return fmt.Errorf("audit: encode %s: %w", kind, err)
+	at := auditNanos(now)
+	fromMemory := j.auditTx.known
+	for {
+		if !j.auditTx.known {
+			if j.auditTx, err = readAuditHead(ctx, tx); err != nil {
+				return err
+			}
+		}
+		seq := j.auditTx.seq + 1
+		body := auditBodyBytes(at, by, d, kind, seq)
+		h := auditHash(j.auditTx.hash[:], body)
+		if insert != nil {
+			_, err = tx.StmtContext(ctx, insert).ExecContext(ctx, seq, now, kind, body, h[:])
+		} else {
+			_, err = tx.ExecContext(ctx, auditInsertSQL, seq, now, kind, body, h[:])
+		}
+		if err != nil && fromMemory {
+			fromMemory, j.auditTx.known = false, false // read the head and build the entry again, once
+			continue
+		}
+		if err != nil {
+			j.auditTx.known = false
+			return fmt.Errorf("audit: append entry %d: %w", seq, err)
+		}
+		j.auditTx = auditCursor{known: true, seq: seq, hash: h}
+		j.auditPending++
+		return nil
 	}
-	h := auditHash(prev, body)
-	if _, err := tx.ExecContext(ctx, `INSERT INTO audit (seq, at, kind, body, hash) VALUES (?, ?, ?, ?, ?)`,
-		seq, now, kind, body, h[:]); err != nil {
-		return fmt.Errorf("audit: append entry %d: %w", seq, err)
+}
+
+// readAuditHead reads the chain's head in tx.
+func readAuditHead(ctx context.Context, tx *sql.Tx) (auditCursor, error) {
+	c := auditCursor{known: true}
+	var hash []byte
+	err := tx.QueryRowContext(ctx, `SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1`).Scan(&c.seq, &hash)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return c, nil // the empty chain: sequence 0, 32 zero bytes
+	case err != nil:
+		return auditCursor{}, fmt.Errorf("audit: read the chain head: %w", err)
+	case len(hash) != auditHashLen:
+		return auditCursor{}, fmt.Errorf("audit: entry %d: hash is %d bytes, not %d", c.seq, len(hash), auditHashLen)
 	}
-	j.auditPending++
-	return nil
+	copy(c.hash[:], hash)
+	return c, nil
+}
+
+// auditBodyBytes is json.Marshal(auditBody{...}) written directly: the
+// same bytes (TestAuditBodyBytesAreEncodingJSONs), without encoding data a
+// second time. kind is one of the fixed ASCII kinds, at RFC 3339.
+func auditBodyBytes(at, by string, data []byte, kind string, seq int64) []byte {
+	b := make([]byte, 0, len(data)+len(by)+96)
+	b = append(b, `{"at":"`...)
+	b = append(b, at...)
+	b = append(b, `",`...)
+	if by != "" {
+		q, _ := json.Marshal(by) // a string always encodes
+		b = append(b, `"by":`...)
+		b = append(b, q...)
+		b = append(b, ',')
+	}
+	b = append(b, `"data":`...)
+	b = append(b, data...)
+	b = append(b, `,"kind":"`...)
+	b = append(b, kind...)
+	b = append(b, `","seq":`...)
+	b = strconv.AppendInt(b, seq, 10)
+	return append(b, '}')
 }
 
 // auditHash is SHA-256(prev || body).
@@ -216,12 +284,23 @@ func auditHash(prev, body []byte) [auditHashLen]byte {
 	return out
 }
 
-// auditSettle counts the entries of the transaction that just ended, if it
-// committed. The caller holds j.wsem (as appendAudit's did).
+// auditSettle ends the transaction's part of the chain: if it committed,
+// its entries are counted and its head is the process's; if not, the head
+// in memory is forgotten, to be read again. The caller holds j.wsem (as
+// appendAudit's did).
 func (j *Journal) auditSettle(committed bool) {
 	n := j.auditPending
 	j.auditPending = 0
-	if committed && n > 0 {
+	if !committed {
+		j.auditTx = j.auditHead
+		if n > 0 {
+			// A failed COMMIT may or may not have committed.
+			j.auditTx, j.auditHead = auditCursor{}, auditCursor{}
+		}
+		return
+	}
+	j.auditHead = j.auditTx
+	if n > 0 {
 		j.auditAppended.Add(int64(n))
 		if c := j.auditCounter; c != nil {
 			c.Add(float64(n))
@@ -242,8 +321,9 @@ func (j *Journal) AuditAppended() int64 { return j.auditAppended.Load() }
 
 // auditAcceptInsert appends the entry of an accept just inserted, from the
 // values bound to its INSERT (no read back: this is the accept path).
+// tx is on j.w, as every accept write is.
 func (j *Journal) auditAcceptInsert(ctx context.Context, tx *sql.Tx, id int64, a Accept, sentAt int64) error {
-	return j.appendAudit(ctx, tx, AuditAcceptIntent, "", auditAccept{
+	return j.appendAuditWith(ctx, tx, j.auditW.insert, AuditAcceptIntent, "", auditAccept{
 		BaseAsset: a.BaseAsset, BaseQty: a.BaseQty.String(), ExpiryMicros: a.ExpiryMicros, ID: id,
 		Program: a.Program, QuoteAsset: a.QuoteAsset, QuoteID: a.QuoteID, QuoteQty: a.QuoteQty.String(),
 		RawQuoteSHA256: sha256Hex(nonNil(a.RawQuote)), Result: AcceptPending, SentAt: auditNanos(sentAt), Side: a.Side,
@@ -272,13 +352,32 @@ func scanAuditAccept(s scanner) (auditAccept, error) {
 	return a, nil
 }
 
-// auditAcceptRow appends an entry holding accept id as it now is in tx.
+// auditAcceptRow appends an entry holding accept id as it now is in tx, on
+// j.w as every accept write is.
 func (j *Journal) auditAcceptRow(ctx context.Context, tx *sql.Tx, kind string, id int64) error {
-	a, err := scanAuditAccept(tx.QueryRowContext(ctx, `SELECT `+auditAcceptCols+` FROM accepts WHERE id = ?`, id))
+	a, err := scanAuditAccept(tx.StmtContext(ctx, j.auditW.acceptRow).QueryRowContext(ctx, id))
 	if err != nil {
 		return fmt.Errorf("audit: read accept %d: %w", id, err)
 	}
-	return j.appendAudit(ctx, tx, kind, "", a)
+	return j.appendAuditWith(ctx, tx, j.auditW.insert, kind, "", a)
+}
+
+// auditStmts are the accept path's audit statements, prepared once on j.w:
+// parsing them anew for every accept cost as much as running them.
+type auditStmts struct {
+	insert    *sql.Stmt // auditInsertSQL
+	acceptRow *sql.Stmt // an accepts row by id, auditAcceptCols
+}
+
+func (j *Journal) prepareAudit(ctx context.Context) error {
+	var err error
+	if j.auditW.insert, err = j.w.PrepareContext(ctx, auditInsertSQL); err != nil {
+		return fmt.Errorf("prepare the audit statements: %w", err)
+	}
+	if j.auditW.acceptRow, err = j.w.PrepareContext(ctx, `SELECT `+auditAcceptCols+` FROM accepts WHERE id = ?`); err != nil {
+		return fmt.Errorf("prepare the audit statements: %w", err)
+	}
+	return nil
 }
 
 const auditWithdrawalCols = `id, rule, asset, network, address, amount, created_at, state, desk_id, desk_status, error, updated_at`

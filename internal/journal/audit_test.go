@@ -288,3 +288,38 @@ func TestAuditChainStartsWithWhatAnOlderJournalHeld(t *testing.T) {
 	rehash(t, auditEntries(t, j))
 	requireIntact(t, j)
 }
+
+// TestAuditBodyBytesAreEncodingJSONs: the body written by hand on the
+// accept path is byte for byte what encoding/json makes of auditBody.
+func TestAuditBodyBytesAreEncodingJSONs(t *testing.T) {
+	data := []byte(`{"id":1,"message":"\u003cx\u003e"}`)
+	for _, by := range []string{"", "operator", `http 1.2.3.4:5 "quoted" <b> é` + "\n\x00"} {
+		want, err := json.Marshal(auditBody{At: auditNanos(t0.UnixNano()), By: by, Data: data, Kind: AuditPause, Seq: 1234567})
+		must(t, err)
+		if got := auditBodyBytes(auditNanos(t0.UnixNano()), by, data, AuditPause, 1234567); !bytes.Equal(got, want) {
+			t.Errorf("by %q:\n got %s\nwant %s", by, got, want)
+		}
+	}
+}
+
+// TestAuditHeadInMemoryFollowsAnotherWriter: the head this process keeps
+// in memory goes stale when another process appends; its next entry still
+// lands right after the other's, on its hash.
+func TestAuditHeadInMemoryFollowsAnotherWriter(t *testing.T) {
+	j, path := openTemp(t)
+	ctx := context.Background()
+	must(t, j.SetPaused(ctx, true, "a"))
+	other, err := Open(path)
+	must(t, err)
+	must(t, other.SetPaused(ctx, false, "b"))
+	_, err = other.SaveReport(ctx, Report{Clean: true, Body: []byte("{}")})
+	must(t, err)
+	must(t, other.Close())
+	must(t, j.SetPaused(ctx, true, "c"))
+	es := auditEntries(t, j)
+	if len(es) != 4 || es[3].Kind != AuditPause {
+		t.Fatalf("%d entries; want 4, the last a pause", len(es))
+	}
+	rehash(t, es)
+	requireIntact(t, j)
+}

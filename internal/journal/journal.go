@@ -91,12 +91,17 @@ type Journal struct {
 	stats struct {
 		enqueued, taken, batches, checkpoints, truncates atomic.Int64
 	}
-	// The audit chain's entries (audit.go): auditPending counts those of
-	// the transaction under way, guarded by wsem like the transaction;
-	// auditAppended those committed.
+	// The audit chain (audit.go). Guarded by wsem, like the transaction
+	// they describe: auditPending counts the entries of the transaction
+	// under way and auditTx is the head within it; auditHead is the head
+	// as of this process's last commit (a cache: another process may have
+	// appended since). auditAppended counts the entries committed.
 	auditPending  int
+	auditTx       auditCursor
+	auditHead     auditCursor
 	auditAppended atomic.Int64
 	auditCounter  Counter
+	auditW        auditStmts
 
 	opened    atomic.Bool
 	closeOnce sync.Once
@@ -235,6 +240,10 @@ func (j *Journal) open() error {
 		j.Close()
 		return fmt.Errorf("journal: open %s: %w", path, err)
 	}
+	if err := j.prepareAudit(ctx); err != nil {
+		j.Close()
+		return fmt.Errorf("journal: open %s: %w", path, err)
+	}
 	j.bg.Add(2)
 	go j.commitLoop()
 	go j.checkpointLoop()
@@ -277,6 +286,11 @@ func (j *Journal) Close() error {
 		close(j.closed)
 		j.bg.Wait()
 		var errs []error
+		for _, st := range []*sql.Stmt{j.auditW.insert, j.auditW.acceptRow} {
+			if st != nil {
+				errs = append(errs, st.Close())
+			}
+		}
 		for _, db := range []*sql.DB{j.r, j.ck, j.w, j.full} {
 			if db != nil {
 				errs = append(errs, db.Close())
