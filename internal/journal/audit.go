@@ -187,15 +187,6 @@ type auditCursor struct {
 // the entry built again on it. A statement that fails does not end the
 // transaction.
 func (j *Journal) appendAudit(ctx context.Context, tx *sql.Tx, kind, by string, data any) error {
-	return j.appendAuditWith(ctx, tx, nil, kind, by, data)
-}
-
-// auditInsertSQL appends an entry.
-const auditInsertSQL = `INSERT INTO audit (seq, at, kind, body, hash) VALUES (?, ?, ?, ?, ?)`
-
-// appendAuditWith is appendAudit through insert, auditInsertSQL prepared on
-// the pool tx belongs to, or when nil through a statement parsed anew.
-func (j *Journal) appendAuditWith(ctx context.Context, tx *sql.Tx, insert *sql.Stmt, kind, by string, data any) error {
 	if _, ok := auditKinds[kind]; !ok {
 		return fmt.Errorf("audit: unknown entry kind %q", kind)
 	}
@@ -215,11 +206,18 @@ func (j *Journal) appendAuditWith(ctx context.Context, tx *sql.Tx, insert *sql.S
 		seq := j.auditTx.seq + 1
 		body := auditBodyBytes(at, by, d, kind, seq)
 		h := auditHash(j.auditTx.hash[:], body)
-		if insert != nil {
-			_, err = tx.StmtContext(ctx, insert).ExecContext(ctx, seq, now, kind, body, h[:])
-		} else {
-			_, err = tx.ExecContext(ctx, auditInsertSQL, seq, now, kind, body, h[:])
+		if j.auditInsert == nil {
+			// Prepared once per transaction, used for each of its entries
+			// (a group commit's batch has many) and finalized with it: a
+			// statement prepared on the pool for good would outlive every
+			// transaction, and one left so on j.w kept the WAL from being
+			// restarted after checkpoints
+			// (TestBackgroundCheckpointsKeepTheWALFromGrowing).
+			if j.auditInsert, err = tx.PrepareContext(ctx, auditInsertSQL); err != nil {
+				return fmt.Errorf("audit: prepare: %w", err)
+			}
 		}
+		_, err = j.auditInsert.ExecContext(ctx, seq, now, kind, body, h[:])
 		if err != nil && fromMemory {
 			fromMemory, j.auditTx.known = false, false // read the head and build the entry again, once
 			continue
@@ -233,6 +231,9 @@ func (j *Journal) appendAuditWith(ctx context.Context, tx *sql.Tx, insert *sql.S
 		return nil
 	}
 }
+
+// auditInsertSQL appends an entry.
+const auditInsertSQL = `INSERT INTO audit (seq, at, kind, body, hash) VALUES (?, ?, ?, ?, ?)`
 
 // readAuditHead reads the chain's head in tx.
 func readAuditHead(ctx context.Context, tx *sql.Tx) (auditCursor, error) {
@@ -291,6 +292,7 @@ func auditHash(prev, body []byte) [auditHashLen]byte {
 func (j *Journal) auditSettle(committed bool) {
 	n := j.auditPending
 	j.auditPending = 0
+	j.auditInsert = nil // closed with its transaction
 	if !committed {
 		j.auditTx = j.auditHead
 		if n > 0 {
@@ -321,9 +323,8 @@ func (j *Journal) AuditAppended() int64 { return j.auditAppended.Load() }
 
 // auditAcceptInsert appends the entry of an accept just inserted, from the
 // values bound to its INSERT (no read back: this is the accept path).
-// tx is on j.w, as every accept write is.
 func (j *Journal) auditAcceptInsert(ctx context.Context, tx *sql.Tx, id int64, a Accept, sentAt int64) error {
-	return j.appendAuditWith(ctx, tx, j.auditW.insert, AuditAcceptIntent, "", auditAccept{
+	return j.appendAudit(ctx, tx, AuditAcceptIntent, "", auditAccept{
 		BaseAsset: a.BaseAsset, BaseQty: a.BaseQty.String(), ExpiryMicros: a.ExpiryMicros, ID: id,
 		Program: a.Program, QuoteAsset: a.QuoteAsset, QuoteID: a.QuoteID, QuoteQty: a.QuoteQty.String(),
 		RawQuoteSHA256: sha256Hex(nonNil(a.RawQuote)), Result: AcceptPending, SentAt: auditNanos(sentAt), Side: a.Side,
@@ -352,32 +353,13 @@ func scanAuditAccept(s scanner) (auditAccept, error) {
 	return a, nil
 }
 
-// auditAcceptRow appends an entry holding accept id as it now is in tx, on
-// j.w as every accept write is.
+// auditAcceptRow appends an entry holding accept id as it now is in tx.
 func (j *Journal) auditAcceptRow(ctx context.Context, tx *sql.Tx, kind string, id int64) error {
-	a, err := scanAuditAccept(tx.StmtContext(ctx, j.auditW.acceptRow).QueryRowContext(ctx, id))
+	a, err := scanAuditAccept(tx.QueryRowContext(ctx, `SELECT `+auditAcceptCols+` FROM accepts WHERE id = ?`, id))
 	if err != nil {
 		return fmt.Errorf("audit: read accept %d: %w", id, err)
 	}
-	return j.appendAuditWith(ctx, tx, j.auditW.insert, kind, "", a)
-}
-
-// auditStmts are the accept path's audit statements, prepared once on j.w:
-// parsing them anew for every accept cost as much as running them.
-type auditStmts struct {
-	insert    *sql.Stmt // auditInsertSQL
-	acceptRow *sql.Stmt // an accepts row by id, auditAcceptCols
-}
-
-func (j *Journal) prepareAudit(ctx context.Context) error {
-	var err error
-	if j.auditW.insert, err = j.w.PrepareContext(ctx, auditInsertSQL); err != nil {
-		return fmt.Errorf("prepare the audit statements: %w", err)
-	}
-	if j.auditW.acceptRow, err = j.w.PrepareContext(ctx, `SELECT `+auditAcceptCols+` FROM accepts WHERE id = ?`); err != nil {
-		return fmt.Errorf("prepare the audit statements: %w", err)
-	}
-	return nil
+	return j.appendAudit(ctx, tx, kind, "", a)
 }
 
 const auditWithdrawalCols = `id, rule, asset, network, address, amount, created_at, state, desk_id, desk_status, error, updated_at`

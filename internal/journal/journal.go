@@ -101,7 +101,7 @@ type Journal struct {
 	auditHead     auditCursor
 	auditAppended atomic.Int64
 	auditCounter  Counter
-	auditW        auditStmts
+	auditInsert   *sql.Stmt // auditInsertSQL, prepared in the transaction under way
 
 	opened    atomic.Bool
 	closeOnce sync.Once
@@ -240,10 +240,6 @@ func (j *Journal) open() error {
 		j.Close()
 		return fmt.Errorf("journal: open %s: %w", path, err)
 	}
-	if err := j.prepareAudit(ctx); err != nil {
-		j.Close()
-		return fmt.Errorf("journal: open %s: %w", path, err)
-	}
 	j.bg.Add(2)
 	go j.commitLoop()
 	go j.checkpointLoop()
@@ -286,11 +282,6 @@ func (j *Journal) Close() error {
 		close(j.closed)
 		j.bg.Wait()
 		var errs []error
-		for _, st := range []*sql.Stmt{j.auditW.insert, j.auditW.acceptRow} {
-			if st != nil {
-				errs = append(errs, st.Close())
-			}
-		}
 		for _, db := range []*sql.DB{j.r, j.ck, j.w, j.full} {
 			if db != nil {
 				errs = append(errs, db.Close())
