@@ -51,9 +51,10 @@ const (
 	auditHashLen             = sha256.Size             // 32
 )
 
-// auditTable is the journal table an entry kind describes ("" for kinds
-// whose records verify does not check row by row) and whether the kind
-// starts a record (its id must be new) rather than updating one.
+// auditKinds maps each entry kind to the journal table whose row its data
+// holds ("" for kinds verify does not check row by row yet: the authority
+// changes) and whether the kind starts a record (its id must be new) rather
+// than updating one.
 var auditKinds = map[string]struct {
 	table string
 	first bool
@@ -428,11 +429,12 @@ func scanAuditReport(s scanner) (auditReport, error) {
 
 // AppendAuthority appends an authority entry (AuditAuthorityPending,
 // AuditAuthorityCancelled or AuditAuthorityMatured) in a transaction of its
-// own, flushed to disk, with data as its canonical body (a struct whose
-// fields are declared in the order of their JSON names, decimals as
-// strings). Journal code that writes the authority tables should call
-// appendAudit inside its own transaction instead, so the record and its
-// entry commit together.
+// own, flushed to disk, with data as its canonical "data": a struct whose
+// fields are declared in the order of their JSON names (or a map, which
+// encoding/json writes with sorted keys), decimals as strings, times as
+// RFC 3339 UTC. Journal code that writes the authority tables should call
+// j.appendAudit(ctx, tx, kind, by, data) inside its own transaction instead,
+// so the record and its entry commit together.
 func (j *Journal) AppendAuthority(ctx context.Context, kind, by string, data any) error {
 	switch kind {
 	case AuditAuthorityPending, AuditAuthorityCancelled, AuditAuthorityMatured:

@@ -1,6 +1,7 @@
 // Package journal is treasuryd's durable state: accepts with their raw quotes
 // and results, withdrawal intents and their statuses, the pause flag,
-// reconciliation reports and recorded quote frames, in one SQLite file (WAL).
+// reconciliation reports and recorded quote frames, in one SQLite file (WAL),
+// with an audit hash chain over every money-state record (audit.go).
 //
 // It promises that a write has been committed when a method returns nil, that
 // a committed write survives kill -9 of the process, and that withdrawal
