@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"slices"
@@ -322,4 +323,79 @@ func TestAuditHeadInMemoryFollowsAnotherWriter(t *testing.T) {
 	}
 	rehash(t, es)
 	requireIntact(t, j)
+}
+
+// TestAuditRolledBackTransactionLeavesNoEntryAndNoStaleHead: a transaction
+// whose audit entry was appended and that then fails is rolled back whole
+// (record and entries), is not counted, and the next write chains on the
+// real head, not on the one the failed transaction had reached in memory.
+func TestAuditRolledBackTransactionLeavesNoEntryAndNoStaleHead(t *testing.T) {
+	ctx := context.Background()
+	j, _ := openTemp(t)
+	for range 2 {
+		_, err := j.InsertAccept(ctx, sampleAccept(t, "p", t0))
+		must(t, err)
+	}
+	before := len(auditEntries(t, j))
+	// The second accept's entry is refused by the database: the first one's
+	// was already appended in the same transaction.
+	_, err := j.w.ExecContext(ctx, `CREATE TEMP TRIGGER poison BEFORE INSERT ON audit
+		WHEN NEW.kind = 'accept_marked_unknown' AND CAST(NEW.body AS TEXT) LIKE '%"id":2,%'
+		BEGIN SELECT RAISE(ABORT, 'poisoned entry'); END`)
+	must(t, err)
+	if _, err := j.MarkPendingAcceptsUnknown(ctx); err == nil || !strings.Contains(err.Error(), "poisoned entry") {
+		t.Fatalf("MarkPendingAcceptsUnknown: %v; want the poisoned entry's error", err)
+	}
+	if as, err := j.Accepts(ctx, AcceptFilter{Results: []string{AcceptUnknown}}); err != nil || len(as) != 0 {
+		t.Fatalf("unknown accepts after the rollback: %d %v; want none", len(as), err)
+	}
+	if got := len(auditEntries(t, j)); got != before || j.AuditAppended() != int64(before) {
+		t.Fatalf("%d entries, %d counted after the rollback; want %d", got, j.AuditAppended(), before)
+	}
+	_, err = j.w.ExecContext(ctx, `DROP TRIGGER temp.poison`)
+	must(t, err)
+	// A transaction that appended and then failed elsewhere.
+	errLater := errors.New("a later statement failed")
+	if err := j.write(ctx, j.full, func(tx *sql.Tx) error {
+		must(t, j.appendAudit(ctx, tx, AuditAuthorityPending, "", struct{}{}))
+		return errLater
+	}); !errors.Is(err, errLater) {
+		t.Fatalf("write: %v", err)
+	}
+	must(t, j.SetPaused(ctx, true, "after")) // on the other write pool
+	n, err := j.MarkPendingAcceptsUnknown(ctx)
+	must(t, err)
+	if n != 2 {
+		t.Fatalf("MarkPendingAcceptsUnknown changed %d, want 2", n)
+	}
+	es := auditEntries(t, j)
+	rehash(t, es)
+	requireIntact(t, j)
+	if len(es) != before+3 || j.AuditAppended() != int64(len(es)) {
+		t.Fatalf("%d entries, %d counted; want %d", len(es), j.AuditAppended(), before+3)
+	}
+}
+
+// TestAuditChainSurvivesKill9: a child process appending from many
+// goroutines (group commit) and on the flushed pool is killed with SIGKILL;
+// the journal it leaves verifies intact, and the start-up step after it
+// chains on.
+func TestAuditChainSurvivesKill9(t *testing.T) {
+	for _, mode := range []string{"", "concurrent-accepts"} {
+		t.Run("mode="+mode, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "journal.db")
+			runKilledChild(t, path, mode)
+			j, err := Open(path)
+			must(t, err)
+			defer j.Close()
+			v := requireIntact(t, j)
+			if v.Head.Sequence == 0 {
+				t.Fatal("the killed child left an empty chain")
+			}
+			_, err = j.MarkPendingAcceptsUnknown(context.Background())
+			must(t, err)
+			rehash(t, auditEntries(t, j))
+			requireIntact(t, j)
+		})
+	}
 }
