@@ -147,8 +147,12 @@ func (j *Journal) verifyChain(ctx context.Context, tx *sql.Tx, v *AuditVerificat
 		}
 		sum := auditHash(prev, body)
 		if !bytes.Equal(sum[:], hash) {
-			return bad("hash %x is not SHA-256(hash of entry %d || body) = %x: this entry was edited, or entries before it were edited, reordered or deleted",
-				hash, seq-1, sum)
+			prevName := fmt.Sprintf("hash of entry %d", seq-1)
+			if seq == 1 {
+				prevName = "32 zero bytes"
+			}
+			return bad("hash %x is not SHA-256(%s || body) = %x: its body or hash was edited, or it does not belong after entry %d (entries inserted, deleted or reordered)",
+				hash, prevName, sum, seq-1)
 		}
 		var b auditBody
 		dec := json.NewDecoder(bytes.NewReader(body))
