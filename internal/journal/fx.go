@@ -6,6 +6,8 @@ import (
 
 	"go.uber.org/fx"
 	"go.uber.org/zap"
+
+	"treasuryd/internal/metrics"
 )
 
 // Path is the journal file's path (state.path).
@@ -15,9 +17,10 @@ type Path string
 // file (a journal another running treasuryd holds fails the start with a
 // *HeldError), then opens it; OnStop closes it, then lets the hold go.
 var Module = fx.Module("journal",
-	fx.Provide(func(lc fx.Lifecycle, path Path, log *zap.Logger) *Journal {
+	fx.Provide(func(lc fx.Lifecycle, path Path, log *zap.Logger, m *metrics.Metrics) *Journal {
 		j := New(string(path))
 		j.SetLogger(log.Named("journal"))
+		j.SetAuditCounter(m.AuditEntries)
 		var hold *Hold
 		lc.Append(fx.Hook{
 			OnStart: func(ctx context.Context) error {

@@ -334,6 +334,10 @@ func (j *Journal) commitBatch(batch []*op) {
 // parses BEGIN and COMMIT each time, which together cost about as much as
 // the row itself.
 func (j *Journal) writeBatch(ctx context.Context, batch []*op) (atCommit bool, err error) {
+	// The audit entries of a batch count once it committed; otherwise the
+	// chain head in memory goes back to (or, after a failed COMMIT, is read
+	// again from) the journal.
+	defer func() { j.auditSettle(err == nil) }()
 	conn, err := j.w.Conn(ctx)
 	if err != nil {
 		return false, err
@@ -385,6 +389,8 @@ func (j *Journal) writeOp(t *batchTx, o *op) error {
 		if o.outID, err = res.LastInsertId(); err != nil {
 			return err
 		}
+		// Its audit entry, from the values bound above (no read back).
+		return j.auditAcceptInsert(t.ctx, t, o.outID, a, o.sentAt)
 	case opResult:
 		res, err := t.exec(stSetResult, o.result, o.message, o.at, o.id, AcceptPending)
 		if err != nil {
@@ -393,7 +399,7 @@ func (j *Journal) writeOp(t *batchTx, o *op) error {
 		if n, err := res.RowsAffected(); err != nil {
 			return err
 		} else if n == 1 {
-			return nil
+			return j.auditBatchAcceptRow(t, AuditAcceptResult, o.id)
 		}
 		// Not a pending accept: say why.
 		cur, found, err := t.queryString(stAcceptResult, o.id)

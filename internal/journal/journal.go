@@ -1,6 +1,7 @@
 // Package journal is treasuryd's durable state: accepts with their raw quotes
 // and results, withdrawal intents and their statuses, the pause flag,
-// reconciliation reports and recorded quote frames, in one SQLite file (WAL).
+// reconciliation reports and recorded quote frames, in one SQLite file (WAL),
+// with an audit hash chain over every money-state record (audit.go).
 //
 // It promises that a write has been committed when a method returns nil, that
 // a committed write survives kill -9 of the process, and that withdrawal
@@ -92,6 +93,17 @@ type Journal struct {
 	stats struct {
 		enqueued, taken, batches, continued, checkpoints, truncates atomic.Int64
 	}
+	// The audit chain (audit.go). Guarded by wsem, like the transaction
+	// they describe: auditPending counts the entries of the transaction
+	// under way and auditTx is the head within it; auditHead is the head
+	// as of this process's last commit (a cache: another process may have
+	// appended since). auditAppended counts the entries committed.
+	auditPending  int
+	auditTx       auditCursor
+	auditHead     auditCursor
+	auditAppended atomic.Int64
+	auditCounter  Counter
+	auditInsert   *sql.Stmt // auditInsertSQL, prepared in the transaction under way
 
 	opened    atomic.Bool
 	closeOnce sync.Once
@@ -306,25 +318,6 @@ func (j *Journal) isClosed() bool {
 	}
 }
 
-// writeExec runs one statement in autocommit mode on db (j.w or j.full),
-// holding the process-wide writer slot: one round trip fewer than write for
-// the single-row inserts on the accept and withdrawal paths.
-func (j *Journal) writeExec(ctx context.Context, db *sql.DB, query string, args ...any) (sql.Result, error) {
-	if j.readOnly {
-		return nil, ErrReadOnly
-	}
-	if j.isClosed() {
-		return nil, ErrClosed
-	}
-	select {
-	case j.wsem <- struct{}{}:
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-	defer func() { <-j.wsem }()
-	return db.ExecContext(ctx, query, args...)
-}
-
 // write runs fn in one BEGIN IMMEDIATE transaction on db (j.w or j.full),
 // holding the process-wide writer slot.
 func (j *Journal) write(ctx context.Context, db *sql.DB, fn func(tx *sql.Tx) error) error {
@@ -346,9 +339,12 @@ func (j *Journal) write(ctx context.Context, db *sql.DB, fn func(tx *sql.Tx) err
 	}
 	if err := fn(tx); err != nil {
 		_ = tx.Rollback()
+		j.auditSettle(false)
 		return err
 	}
-	return tx.Commit()
+	err = tx.Commit()
+	j.auditSettle(err == nil)
+	return err
 }
 
 // reader returns the read pool, or ErrClosed.

@@ -2,6 +2,7 @@ package journal
 
 import (
 	"context"
+	"database/sql"
 	"database/sql/driver"
 	"errors"
 	"fmt"
@@ -19,6 +20,9 @@ const (
 	stInsertAccept
 	stSetResult
 	stAcceptResult
+	stAuditInsert
+	stAuditHead
+	stAuditAccept
 	stCount
 )
 
@@ -34,6 +38,11 @@ var stmtSQL = [stCount]string{
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 	stSetResult:    `UPDATE accepts SET result = ?, message = ?, result_at = ? WHERE id = ? AND result = ?`,
 	stAcceptResult: `SELECT result FROM accepts WHERE id = ?`,
+	// The audit chain's entries of the accept path (audit.go), appended in
+	// the same transaction as the row they record.
+	stAuditInsert: auditInsertSQL,
+	stAuditHead:   `SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1`,
+	stAuditAccept: `SELECT ` + auditAcceptCols + ` FROM accepts WHERE id = ?`,
 }
 
 // stmtCache holds the statements prepared on one driver connection of j.w.
@@ -179,4 +188,105 @@ func (t *batchTx) named(args []any) []driver.NamedValue {
 		nv = append(nv, driver.NamedValue{Ordinal: i + 1, Value: a})
 	}
 	return nv
+}
+
+// insertEntry appends an audit entry in the batch (auditWriter).
+func (t *batchTx) insertEntry(_ context.Context, seq, at int64, kind string, body, hash []byte) error {
+	_, err := t.exec(stAuditInsert, seq, at, kind, body, hash)
+	return err
+}
+
+// readHead reads the audit chain's head in the batch (auditWriter).
+func (t *batchTx) readHead(context.Context) (auditCursor, error) {
+	c := auditCursor{known: true}
+	row, found, err := t.queryRow(stAuditHead)
+	switch {
+	case err != nil:
+		return auditCursor{}, fmt.Errorf("audit: read the chain head: %w", err)
+	case !found:
+		return c, nil // the empty chain: sequence 0, 32 zero bytes
+	}
+	var hash []byte
+	if err := row.Scan(&c.seq, &hash); err != nil {
+		return auditCursor{}, fmt.Errorf("audit: read the chain head: %w", err)
+	}
+	if len(hash) != auditHashLen {
+		return auditCursor{}, fmt.Errorf("audit: entry %d: hash is %d bytes, not %d", c.seq, len(hash), auditHashLen)
+	}
+	copy(c.hash[:], hash)
+	return c, nil
+}
+
+// queryRow runs statement id and returns its first row's values (the rows
+// are closed before it returns, so no read stays open on the connection);
+// found=false when there is none.
+func (t *batchTx) queryRow(id int, args ...any) (row driverRow, found bool, err error) {
+	rows, err := t.c.stmts[id].(driver.StmtQueryContext).QueryContext(t.ctx, t.named(args))
+	if err != nil {
+		return nil, false, err
+	}
+	defer rows.Close()
+	dest := make([]driver.Value, len(rows.Columns()))
+	switch err := rows.Next(dest); {
+	case errors.Is(err, io.EOF):
+		return nil, false, nil
+	case err != nil:
+		return nil, false, err
+	}
+	return driverRow(dest), true, nil
+}
+
+// driverRow is one row of driver values, scanned as database/sql's Row.Scan
+// would for the types the journal reads: int64, string, []byte and
+// sql.NullInt64.
+type driverRow []driver.Value
+
+// Scan implements scanner.
+func (r driverRow) Scan(dest ...any) error {
+	if len(dest) != len(r) {
+		return fmt.Errorf("scan: %d columns into %d values", len(r), len(dest))
+	}
+	for i, d := range dest {
+		v := r[i]
+		switch d := d.(type) {
+		case *int64:
+			n, ok := v.(int64)
+			if !ok {
+				return fmt.Errorf("scan column %d: %T is not an integer", i, v)
+			}
+			*d = n
+		case *sql.NullInt64:
+			switch v := v.(type) {
+			case nil:
+				*d = sql.NullInt64{}
+			case int64:
+				*d = sql.NullInt64{Int64: v, Valid: true}
+			default:
+				return fmt.Errorf("scan column %d: %T is not an integer", i, v)
+			}
+		case *string:
+			switch v := v.(type) {
+			case string:
+				*d = v
+			case []byte:
+				*d = string(v)
+			default:
+				return fmt.Errorf("scan column %d: %T is not text", i, v)
+			}
+		case *[]byte:
+			switch v := v.(type) {
+			case []byte:
+				*d = append([]byte(nil), v...)
+			case string:
+				*d = []byte(v)
+			case nil:
+				*d = nil
+			default:
+				return fmt.Errorf("scan column %d: %T is not bytes", i, v)
+			}
+		default:
+			return fmt.Errorf("scan column %d: unsupported destination %T", i, d)
+		}
+	}
+	return nil
 }
