@@ -14,7 +14,6 @@ package authority
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -24,6 +23,7 @@ import (
 
 	"treasuryd/internal/config"
 	"treasuryd/internal/journal"
+	"treasuryd/internal/lifecycle"
 	"treasuryd/internal/metrics"
 )
 
@@ -77,10 +77,7 @@ type Keeper struct {
 	announced bool // the pending changes found at start were logged
 
 	wake     chan struct{}
-	life     sync.Mutex
-	cancel   context.CancelFunc
-	wg       sync.WaitGroup
-	stopOnce sync.Once
+	life *lifecycle.Group // owns the maturity timer's goroutine
 }
 
 // New builds a Keeper and installs it as the Reloader's admission hook, so
@@ -99,7 +96,7 @@ func New(d Deps) *Keeper {
 		d.Recheck = defaultRecheck
 	}
 	k := &Keeper{log: d.Log, m: d.Metrics, store: d.Journal, rl: d.Reloader, now: d.Now, recheck: d.Recheck,
-		wake: make(chan struct{}, 1)}
+		wake: make(chan struct{}, 1), life: lifecycle.New("authority keeper")}
 	if k.rl != nil {
 		k.rl.SetAdmit(k.Admit)
 	}
@@ -112,46 +109,23 @@ func New(d Deps) *Keeper {
 // before anything that acts on the policy starts. An unreadable journal is an
 // error: the daemon does not start on a policy it cannot judge.
 func (k *Keeper) Start(ctx context.Context) error {
-	k.life.Lock()
-	defer k.life.Unlock()
-	if k.cancel != nil {
-		return errors.New("authority keeper already started")
-	}
 	if err := k.rl.Admit(); err != nil {
 		return fmt.Errorf("authority: %w", err)
 	}
-	loopCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	k.cancel = cancel
-	k.wg.Add(1)
-	go k.loop(loopCtx)
+	if err := k.life.Start(); err != nil {
+		return err
+	}
+	k.life.Go(k.loop)
 	return nil
 }
 
 // Stop ends the timer. Safe to call twice, and without Start.
-func (k *Keeper) Stop(ctx context.Context) error {
-	k.stopOnce.Do(func() {
-		k.life.Lock()
-		cancel := k.cancel
-		k.life.Unlock()
-		if cancel != nil {
-			cancel()
-		}
-	})
-	done := make(chan struct{})
-	go func() { k.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("stop authority keeper: %w", ctx.Err())
-	}
-}
+func (k *Keeper) Stop(ctx context.Context) error { return k.life.Stop(ctx) }
 
 // loop admits the policy again when the earliest pending change matures.
 // It looks at the clock at least every recheck, so a clock that jumps (or a
 // test's injected one) is followed without a long-armed timer.
 func (k *Keeper) loop(ctx context.Context) {
-	defer k.wg.Done()
 	t := time.NewTimer(time.Hour)
 	defer t.Stop()
 	for {
