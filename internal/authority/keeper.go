@@ -76,7 +76,7 @@ type Keeper struct {
 	pending   []journal.AuthorityChange
 	announced bool // the pending changes found at start were logged
 
-	wake     chan struct{}
+	wake chan struct{}
 	life *lifecycle.Group // owns the maturity timer's goroutine
 }
 
