@@ -14,6 +14,7 @@ package authority
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -206,6 +207,10 @@ func (k *Keeper) Admit(file *config.Policy) (*config.Policy, error) {
 	if err != nil {
 		return nil, err
 	}
+	if sandbox := file.Sandbox != nil; in.Sandbox != sandbox {
+		return nil, fmt.Errorf("%w: the journal was started by a %s policy and this one is a %s policy; "+
+			"give it a journal of its own (state.path)", ErrJournalMode, mode(in.Sandbox), mode(sandbox))
+	}
 	hold := max(in.Hold, file.Authority.Hold)
 	d := decide(in, file, pending, now, hold)
 	var update journal.AuthorityUpdate
@@ -377,4 +382,15 @@ func (k *Keeper) Status() Status {
 			FirstSeen: c.FirstSeen, EffectiveAt: c.EffectiveAt})
 	}
 	return st
+}
+
+// ErrJournalMode: a sandbox policy on a journal a real policy started, or
+// the reverse. Admission refuses it (the daemon does not start).
+var ErrJournalMode = errors.New("authority: sandbox and real policies never share a journal")
+
+func mode(sandbox bool) string {
+	if sandbox {
+		return "sandbox"
+	}
+	return "real (non-sandbox)"
 }
