@@ -195,8 +195,10 @@ func (k *Keeper) Admit(file *config.Policy) (*config.Policy, error) {
 		if _, err := k.store.SaveAuthority(ctx, journal.AuthorityUpdate{Baseline: b}); err != nil {
 			return nil, err
 		}
-		k.log.Info("authority: a new journal starts with the file's policy in force",
-			zap.Int("allowlist", len(s.Allowlist)), zap.Bool("compliance", s.Compliance.Enabled))
+		// At warn, with the destinations: a new journal trusts its first
+		// policy whole, so a person should see what it was.
+		k.log.Warn("authority: a new journal starts with the file's policy in force",
+			zap.Any("allowlist", s.Allowlist), zap.Bool("compliance", s.Compliance.Enabled))
 		k.mu.Lock()
 		k.announced = true // nothing was held before
 		k.mu.Unlock()
