@@ -40,6 +40,7 @@ func run(args []string) int {
 		interval     = fs.Duration("quote-interval", time.Second, "time between quotes on a stream")
 		ttl          = fs.Duration("quote-ttl", 5*time.Second, "quote validity")
 		wdStep       = fs.Duration("withdrawal-step", time.Second, "time per withdrawal status step")
+		measureLat   = fs.Bool("measure-accept-latency", false, "measure each accept's latency from its quote frame written to the accept received (GET /_sim/accept-latency)")
 		f            sim.Faults
 	)
 	fs.Float64Var(&f.StreamDrop, "stream-drop", 0, "per frame: probability of closing the WebSocket abruptly")
@@ -102,6 +103,7 @@ func run(args []string) int {
 		return 2
 	}
 	desk.SetFaults(f)
+	desk.MeasureAcceptLatency(*measureLat)
 	if err := desk.Start(*listen); err != nil {
 		log.Error("desk start failed", zap.Error(err))
 		return 1

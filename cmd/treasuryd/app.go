@@ -137,6 +137,13 @@ func statusSources(j *journal.Journal, e *trade.Runner, book *balances.Book, g *
 		Reconcile:         func() any { return rec.Status() },
 		Authority:         func() any { return k.Status() },
 		Term:              j.Term,
+		Audit: func() any {
+			h, err := j.AuditHead(context.Background())
+			if err != nil {
+				return map[string]string{"error": err.Error()}
+			}
+			return h
+		},
 		Ready: map[string]func() bool{
 			"journal":  func() bool { _, err := j.Paused(context.Background()); return err == nil },
 			"balances": book.Ready,

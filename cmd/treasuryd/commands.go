@@ -77,7 +77,7 @@ func cmdReconcile(c *common, _ []string, stdout, stderr io.Writer) int {
 	ctx, cancel := interruptible()
 	defer cancel()
 	start := time.Now()
-	deps := ledger.Deps{Log: log, Desk: client, Journal: j, Epoch: j.Epoch,
+	deps := ledger.Deps{Log: log, Desk: client, Journal: j, Epoch: j.Epoch, AuditHead: j.AuditHead,
 		Tolerance: func() decimal.Decimal { return p.Reconcile.Tolerance }}
 	if isTerminal(stderr) {
 		deps.Progress = func(n int64) {

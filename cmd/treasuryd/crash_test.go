@@ -240,7 +240,35 @@ func (e *crashEnv) reconcile(t *testing.T) string {
 	if code := cmd.ProcessState.ExitCode(); code != 0 {
 		t.Fatalf("treasuryd reconcile: exit %d; want 0\nstdout:\n%s\nstderr:\n%s", code, out.String(), tail(errb.String(), 20))
 	}
+	// The report's log line carries the audit chain's head (SPEC 13).
+	if !strings.Contains(errb.String(), `"audit_sequence":`) || !strings.Contains(errb.String(), `"audit_hash":"`) {
+		t.Fatalf("treasuryd reconcile logged no audit chain head:\n%s", tail(errb.String(), 20))
+	}
 	return out.String()
+}
+
+// auditIntact runs `treasuryd audit verify` on the journal (beside a running
+// daemon or not) and requires exit 0: the chain and every row agree. It
+// returns the JSON-lines export of the chain.
+func (e *crashEnv) auditIntact(t *testing.T) string {
+	t.Helper()
+	for _, args := range [][]string{{"audit", "verify", "-journal", e.journal}, {"audit", "export", "-journal", e.journal}} {
+		cmd := exec.Command(binary, args...)
+		var out, errb bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		err := cmd.Run()
+		var exit *exec.ExitError
+		if err != nil && !errors.As(err, &exit) {
+			t.Fatal(err)
+		}
+		if code := cmd.ProcessState.ExitCode(); code != 0 {
+			t.Fatalf("treasuryd %s: exit %d; want 0\n%s%s", strings.Join(args[:2], " "), code, out.String(), errb.String())
+		}
+		if args[1] == "export" {
+			return out.String()
+		}
+	}
+	return ""
 }
 
 // resolve posts an operator's answer for an unresolved withdrawal.
@@ -486,6 +514,10 @@ func TestCrashKill9BetweenStepsNeverPaysTwice(t *testing.T) {
 			t.Fatalf("journal desk ids %v, desk ids %v; want one journaled withdrawal per desk request", got, want)
 		}
 		e.reconcile(t)
+		// The chain survived the kill -9 and covers every row.
+		if export := e.auditIntact(t); strings.Count(export, `"kind":"withdrawal_intent"`) != 2 {
+			t.Fatalf("the audit export holds %d withdrawal intents, want 2:\n%s", strings.Count(export, `"kind":"withdrawal_intent"`), export)
+		}
 	})
 
 	// accept-after-journal: the accept is journaled pending and the POST
@@ -525,8 +557,15 @@ func TestCrashKill9BetweenStepsNeverPaysTwice(t *testing.T) {
 					len(e.desk.AcceptBodies()), n, crashed.QuoteID, converts, want)
 			}
 
+			e.auditIntact(t) // right after the kill -9
+
 			d := e.restart(t)
 			got := e.goesOnAccepting(t, d, crashed)
+			// Beside the running daemon: the crashed accept, pending at the
+			// kill, was marked unknown at the start, in the chain too.
+			if export := e.auditIntact(t); !strings.Contains(export, `"kind":"accept_marked_unknown"`) {
+				t.Fatalf("no accept_marked_unknown entry after the restart:\n%s", export)
+			}
 			if n := crashAcceptsOf(e.desk, crashed.QuoteID); n != want {
 				t.Fatalf("the desk received %d accepts of quote %s; want %d: an accept whose outcome was lost is never re-sent",
 					n, crashed.QuoteID, want)
@@ -539,6 +578,9 @@ func TestCrashKill9BetweenStepsNeverPaysTwice(t *testing.T) {
 				e.ageJournal(t, crashPastMissingGrace)
 			}
 			e.reconcile(t)
+			if tc.sent { // (ageJournal edits the rows behind the chain's back)
+				e.auditIntact(t)
+			}
 			as := e.accepts(t)
 			executed := decimal.Zero
 			for _, a := range as {

@@ -27,6 +27,7 @@ const (
 	exitRuntime = 1
 	exitUsage   = 2
 	exitBreaks  = 3
+	exitAudit   = 4 // audit verify found the chain broken
 )
 
 const usage = `usage: treasuryd <command> [flags]
@@ -40,6 +41,9 @@ commands:
   status [-addr URL] [-json]               summary of a running daemon's /status
   pause [-addr URL] [-reason TEXT] [-json] engage a running daemon's kill switch
   resume [-addr URL] [-reason TEXT] [-json] release it (token from TREASURYD_ADMIN_TOKEN)
+  audit verify -journal PATH [-head SEQ:HASH]
+                            check the audit chain: exit 0 intact, 4 broken
+  audit export -journal PATH [-since 720h] [-format jsonl|csv]
   version                   print the version, commit and Go version
 
 flags shared by the daemon's commands: -log-format json|console, -log-level debug|info|warn|error
@@ -64,6 +68,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return exitOK
+	case "audit": // takes -journal, not -config
+		return cmdAudit(rest, stdout, stderr)
 	}
 	cmds := map[string]func(*common, []string, io.Writer, io.Writer) int{
 		"run":       cmdRun,

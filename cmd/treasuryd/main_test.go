@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -319,6 +320,30 @@ func TestSandboxPauseSurvivesRestart(t *testing.T) {
 	}
 	if strings.Contains(d2.Logs(), token) || strings.Contains(d.Logs(), token) {
 		t.Fatal("the admin token appears in the logs")
+	}
+
+	// The audit chain (SPEC 13): the resume was appended and counted, the
+	// head is in /status and in the reconciliation's log line, and the
+	// chain verifies beside the running daemon.
+	if d2.metric("treasuryd_audit_entries_total") < 1 {
+		t.Fatal("treasuryd_audit_entries_total did not count the resume")
+	}
+	_, status = d2.get("/status")
+	var st struct {
+		Audit struct {
+			Sequence int64  `json:"sequence"`
+			Hash     string `json:"hash"`
+		} `json:"audit"`
+	}
+	if err := json.Unmarshal([]byte(status), &st); err != nil || st.Audit.Sequence < 2 || len(st.Audit.Hash) != 64 {
+		t.Fatalf("/status audit head %+v (%v); want a sequence past the pause and the resume, and a hash:\n%s", st.Audit, err, status)
+	}
+	if !strings.Contains(d2.Logs(), `"audit_sequence":`) {
+		t.Fatal("no reconciliation log line carries the audit chain head")
+	}
+	code, out, errs := runCLI(t, "audit", "verify", "-journal", filepath.Join(dir, "journal.db"))
+	if code != 0 || !strings.Contains(out, "audit chain intact") {
+		t.Fatalf("audit verify beside the daemon: exit %d\n%s%s", code, out, errs)
 	}
 }
 

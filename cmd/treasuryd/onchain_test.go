@@ -34,11 +34,11 @@ func TestSandboxOnchainOnlyRevocationClosesTheGate(t *testing.T) {
 	waitFor(t, 3*time.Second, "the gate closed within one refresh interval", func() bool {
 		return d.metric("treasuryd_compliance_gate_open") == 0
 	})
-	if d.metric("treasuryd_compliance_checks_total", `result="revoked"`) == 0 {
-		t.Fatal("no check counted as revoked")
+	if d.metric("treasuryd_compliance_checks_total", `result="onchain_mismatch"`) == 0 {
+		t.Fatal("no check counted as onchain_mismatch")
 	}
 	_, status = d.get("/status")
-	if !strings.Contains(status, `"reason": "revoked"`) {
+	if !strings.Contains(status, `"reason": "onchain_mismatch"`) {
 		t.Fatalf("/status:\n%s", status)
 	}
 }

@@ -1521,6 +1521,16 @@ func (e *soakEnv) check() {
 	if err != nil {
 		t.Fatalf("open journal: %v", err)
 	}
+	// SPEC 13: after every kill -9, restart and fault, the audit chain is
+	// whole and every journal row matches its last entry.
+	switch v, err := j.VerifyAudit(ctx); {
+	case err != nil:
+		t.Fatalf("verify the audit chain: %v", err)
+	case !v.Intact():
+		c.fail("audit", "the audit chain is broken: %s (and %d more)", v.Problems[0], len(v.Problems)-1+v.More)
+	default:
+		c.ok("audit")
+	}
 	accepts, err := j.Accepts(ctx, journal.AcceptFilter{})
 	if err != nil {
 		t.Fatal(err)

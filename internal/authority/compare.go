@@ -23,6 +23,12 @@ type Settings struct {
 	// longer of it and the file's, so lowering the hold in the same edit as
 	// a widening change does not shorten that change's wait.
 	Hold time.Duration `json:"hold"`
+	// Sandbox: the journal was started by a sandbox policy (whose hold may
+	// be 0s). A sandbox policy never runs on a journal a real policy
+	// started, nor the other way round: otherwise a sandbox run with hold
+	// 0s would put a widening change in force at once, for the real policy
+	// to find in force at its next start.
+	Sandbox bool `json:"sandbox,omitempty"`
 }
 
 // noneInForce stands for "none" in a chain or prover list in force: every
@@ -376,7 +382,8 @@ func settleList(list *[]string, file []string, enabled bool) {
 
 // settingsOf is the file's own settings: what a new journal starts with.
 func settingsOf(file *config.Policy) Settings {
-	return Settings{Allowlist: slices.Clone(file.Withdraw.Allowlist), Compliance: file.Compliance, Hold: file.Authority.Hold}
+	return Settings{Allowlist: slices.Clone(file.Withdraw.Allowlist), Compliance: file.Compliance, Hold: file.Authority.Hold,
+		Sandbox: file.Sandbox != nil}
 }
 
 // storedEndpoint is how the baseline keeps one verify_onchain endpoint. An

@@ -24,6 +24,7 @@ import (
 
 	"treasuryd/internal/config"
 	"treasuryd/internal/journal"
+	"treasuryd/internal/lifecycle"
 	"treasuryd/internal/metrics"
 )
 
@@ -76,11 +77,8 @@ type Keeper struct {
 	pending   []journal.AuthorityChange
 	announced bool // the pending changes found at start were logged
 
-	wake     chan struct{}
-	life     sync.Mutex
-	cancel   context.CancelFunc
-	wg       sync.WaitGroup
-	stopOnce sync.Once
+	wake chan struct{}
+	life *lifecycle.Group // owns the maturity timer's goroutine
 }
 
 // New builds a Keeper and installs it as the Reloader's admission hook, so
@@ -99,7 +97,7 @@ func New(d Deps) *Keeper {
 		d.Recheck = defaultRecheck
 	}
 	k := &Keeper{log: d.Log, m: d.Metrics, store: d.Journal, rl: d.Reloader, now: d.Now, recheck: d.Recheck,
-		wake: make(chan struct{}, 1)}
+		wake: make(chan struct{}, 1), life: lifecycle.New("authority keeper")}
 	if k.rl != nil {
 		k.rl.SetAdmit(k.Admit)
 	}
@@ -112,46 +110,23 @@ func New(d Deps) *Keeper {
 // before anything that acts on the policy starts. An unreadable journal is an
 // error: the daemon does not start on a policy it cannot judge.
 func (k *Keeper) Start(ctx context.Context) error {
-	k.life.Lock()
-	defer k.life.Unlock()
-	if k.cancel != nil {
-		return errors.New("authority keeper already started")
-	}
 	if err := k.rl.Admit(); err != nil {
 		return fmt.Errorf("authority: %w", err)
 	}
-	loopCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	k.cancel = cancel
-	k.wg.Add(1)
-	go k.loop(loopCtx)
+	if err := k.life.Start(); err != nil {
+		return err
+	}
+	k.life.Go(k.loop)
 	return nil
 }
 
 // Stop ends the timer. Safe to call twice, and without Start.
-func (k *Keeper) Stop(ctx context.Context) error {
-	k.stopOnce.Do(func() {
-		k.life.Lock()
-		cancel := k.cancel
-		k.life.Unlock()
-		if cancel != nil {
-			cancel()
-		}
-	})
-	done := make(chan struct{})
-	go func() { k.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("stop authority keeper: %w", ctx.Err())
-	}
-}
+func (k *Keeper) Stop(ctx context.Context) error { return k.life.Stop(ctx) }
 
 // loop admits the policy again when the earliest pending change matures.
 // It looks at the clock at least every recheck, so a clock that jumps (or a
 // test's injected one) is followed without a long-armed timer.
 func (k *Keeper) loop(ctx context.Context) {
-	defer k.wg.Done()
 	t := time.NewTimer(time.Hour)
 	defer t.Stop()
 	for {
@@ -220,8 +195,10 @@ func (k *Keeper) Admit(file *config.Policy) (*config.Policy, error) {
 		if _, err := k.store.SaveAuthority(ctx, journal.AuthorityUpdate{Baseline: b}); err != nil {
 			return nil, err
 		}
-		k.log.Info("authority: a new journal starts with the file's policy in force",
-			zap.Int("allowlist", len(s.Allowlist)), zap.Bool("compliance", s.Compliance.Enabled))
+		// At warn, with the destinations: a new journal trusts its first
+		// policy whole, so a person should see what it was.
+		k.log.Warn("authority: a new journal starts with the file's policy in force",
+			zap.Any("allowlist", s.Allowlist), zap.Bool("compliance", s.Compliance.Enabled))
 		k.mu.Lock()
 		k.announced = true // nothing was held before
 		k.mu.Unlock()
@@ -231,6 +208,10 @@ func (k *Keeper) Admit(file *config.Policy) (*config.Policy, error) {
 	in, err := decodeSettings(raw)
 	if err != nil {
 		return nil, err
+	}
+	if sandbox := file.Sandbox != nil; in.Sandbox != sandbox {
+		return nil, fmt.Errorf("%w: the journal was started by a %s policy and this one is a %s policy; "+
+			"give it a journal of its own (state.path)", ErrJournalMode, mode(in.Sandbox), mode(sandbox))
 	}
 	hold := max(in.Hold, file.Authority.Hold)
 	d := decide(in, file, pending, now, hold)
@@ -403,4 +384,15 @@ func (k *Keeper) Status() Status {
 			FirstSeen: c.FirstSeen, EffectiveAt: c.EffectiveAt})
 	}
 	return st
+}
+
+// ErrJournalMode: a sandbox policy on a journal a real policy started, or
+// the reverse. Admission refuses it (the daemon does not start).
+var ErrJournalMode = errors.New("authority: sandbox and real policies never share a journal")
+
+func mode(sandbox bool) string {
+	if sandbox {
+		return "sandbox"
+	}
+	return "real (non-sandbox)"
 }

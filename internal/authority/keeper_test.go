@@ -2,6 +2,7 @@ package authority
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -251,5 +252,46 @@ func TestKeeperFailsClosedWithoutTheJournal(t *testing.T) {
 	}
 	if d.rl.Current() != before {
 		t.Error("the running policy changed on a refused reload")
+	}
+}
+
+// TestSandboxAndRealPoliciesNeverShareAJournal: a sandbox policy (whose hold
+// may be 0s) would put a widening change in force at once, for a real
+// policy to find in force on the same journal at its next start. Either
+// order is refused at admission, and nothing is put in force.
+func TestSandboxAndRealPoliciesNeverShareAJournal(t *testing.T) {
+	const sandbox = "sandbox: { seed: 1 }\n"
+	for _, tc := range []struct{ name, first, second string }{
+		{"sandbox after real", policyFile(true), policyFile(true, "bc1qattacker") + sandbox},
+		{"real after sandbox", policyFile(true) + sandbox, policyFile(true, "bc1qattacker")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			clk := &clock{now: time.Now()}
+			write(t, dir, tc.first)
+			d := start(t, dir, clk)
+			d.stop(t)
+
+			write(t, dir, tc.second)
+			path := filepath.Join(dir, "policy.yaml")
+			p, err := config.Load(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			j, err := journal.Open(filepath.Join(dir, "journal.db"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer j.Close()
+			rl := config.NewReloader(path, p, zap.NewNop(), nil)
+			k := New(Deps{Journal: j, Reloader: rl, Now: clk.Now})
+			err = k.Start(context.Background())
+			if !errors.Is(err, ErrJournalMode) {
+				t.Fatalf("start on the other kind's journal: %v; want ErrJournalMode", err)
+			}
+			if rl.Current().Allowed("BTC", "bitcoin", "bc1qattacker") || rl.Current().Allowed("BTC", "bitcoin", "bc1qcold") {
+				t.Fatal("a refused admission put a destination in force")
+			}
+		})
 	}
 }

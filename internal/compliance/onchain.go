@@ -159,7 +159,9 @@ func (v *verifier) judge(pol *policy, pr astral.Proof, uid [32]byte, a eas.Attes
 	case !sameAddress(a.Attester, pr.Prover):
 		return mismatch("attester")
 	case a.RevocationTime != 0:
-		return onchainResult{reason: ReasonRevoked, field: "revoked on chain"}
+		// The index lists it as not revoked (revoked ones never get here):
+		// the two differ, and the chain is the authority.
+		return mismatch("revoked on chain, not in the index")
 	case a.ExpirationTime != 0 && a.ExpirationTime <= uint64(max(now.Unix(), 0)):
 		return onchainResult{reason: ReasonExpired, field: "expirationTime passed"}
 	}

@@ -52,7 +52,7 @@ func TestJudgeComparesEveryFieldWithTheIndex(t *testing.T) {
 		{"another schema", func(a *eas.Attestation) { a.Schema[31] ^= 1 }, ReasonOnchainMismatch},
 		{"another recipient", func(a *eas.Attestation) { a.Recipient[0] ^= 1 }, ReasonOnchainMismatch},
 		{"another attester", func(a *eas.Attestation) { a.Attester[0] ^= 1 }, ReasonOnchainMismatch},
-		{"revoked", func(a *eas.Attestation) { a.RevocationTime = uint64(now.Unix()) }, ReasonRevoked},
+		{"revoked", func(a *eas.Attestation) { a.RevocationTime = uint64(now.Unix()) }, ReasonOnchainMismatch},
 		{"expired", func(a *eas.Attestation) { a.ExpirationTime = uint64(now.Unix() - 1) }, ReasonExpired},
 		{"expires later", func(a *eas.Attestation) { a.ExpirationTime = uint64(now.Unix() + 60) }, ReasonPass},
 		{"data of another schema", func(a *eas.Attestation) { a.Data = []byte{1, 2, 3} }, ReasonOnchainMismatch},

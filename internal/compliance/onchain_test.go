@@ -90,7 +90,7 @@ func TestOnchainGateOpensOnlyForAProofTheChainConfirms(t *testing.T) {
 			want: compliance.ReasonOnchainMismatch},
 		{name: "prover not trusted (index and chain agree)", index: func(p *sim.ProofSpec) { p.Prover = untrusted },
 			want: compliance.ReasonUntrustedProver},
-		{name: "revoked on chain only", setup: func(e *chainEnv, uid string) { e.chain.RevokeOnChain(uid) }, want: compliance.ReasonRevoked},
+		{name: "revoked on chain only", setup: func(e *chainEnv, uid string) { e.chain.RevokeOnChain(uid) }, want: compliance.ReasonOnchainMismatch},
 		{name: "another schema", mod: func(c *config.Compliance, _ *sim.Chain) {
 			c.VerifyOnchain.SchemaUID = "0x" + strings.Repeat("ab", 32)
 		}, want: compliance.ReasonOnchainMismatch},
@@ -147,8 +147,8 @@ func TestOnchainRevocationClosesWithinOneRefreshWhileTheIndexSaysValid(t *testin
 	if err := e.refresh(); err != nil {
 		t.Fatal(err)
 	}
-	if open, reason := e.gate.Open(); open || reason != compliance.ReasonRevoked {
-		t.Fatalf("Open = %v, %q; want closed, revoked", open, reason)
+	if open, reason := e.gate.Open(); open || reason != compliance.ReasonOnchainMismatch {
+		t.Fatalf("Open = %v, %q; want closed, onchain_mismatch", open, reason)
 	}
 	if st := e.gate.Status(); st.ProofUID != uid {
 		t.Fatalf("status names %q, want the revoked proof %q", st.ProofUID, uid)
@@ -168,8 +168,8 @@ func TestOnchainRevocationClosesEvenWhileTheIndexIsDown(t *testing.T) {
 	}
 	e.chain.RevokeOnChain(uid)
 	e.refresh()
-	if open, reason := e.gate.Open(); open || reason != compliance.ReasonRevoked {
-		t.Fatalf("Open = %v, %q; want closed, revoked", open, reason)
+	if open, reason := e.gate.Open(); open || reason != compliance.ReasonOnchainMismatch {
+		t.Fatalf("Open = %v, %q; want closed, onchain_mismatch", open, reason)
 	}
 }
 

@@ -32,6 +32,10 @@ const (
 	DefaultRefreshInterval  = time.Minute
 	DefaultQuoteInterval    = time.Second
 	DefaultQuoteTTL         = 5 * time.Second
+	// MaxQuoteExpiryAhead is how far ahead a quote's expiry may lie (SPEC
+	// 5.2): a quote valid for longer is invalid. The decision uses it
+	// (strategy.MaxExpiryAhead); here it bounds the sandbox's quote_ttl.
+	MaxQuoteExpiryAhead = 10 * time.Minute
 	// DefaultAuthorityHold and MinAuthorityHold bound authority.hold: a
 	// widening change waits this long, so a person sees it (log, alert)
 	// before it can move funds. The sandbox may set any value, 0s included.
@@ -469,6 +473,11 @@ func (c *checker) sandbox(s *section) *Sandbox {
 		VolatilityBps: s.bps("volatility_bps"),
 		QuoteInterval: s.duration("quote_interval", DefaultQuoteInterval, positive),
 		QuoteTTL:      s.duration("quote_ttl", DefaultQuoteTTL, positive),
+	}
+	if sb.QuoteTTL > MaxQuoteExpiryAhead {
+		path, line := s.at("quote_ttl")
+		c.addf(path, line, "%s is more than %s: the daemon refuses every quote whose expiry lies further ahead (invalid)",
+			sb.QuoteTTL, MaxQuoteExpiryAhead)
 	}
 	if n, ok := s.vals["balances"]; ok {
 		path, _ := s.at("balances")

@@ -154,6 +154,7 @@ func TestBadPoliciesReportEveryProblemWithPathAndLine(t *testing.T) {
 			{"sandbox.price.BTCUSD", 5, "is not a pair BASE-QUOTE"},
 			{"sandbox.price.ETH-USD", 5, "must be positive"},
 			{"sandbox.volatility_bps", 6, "must not be negative"},
+			{"sandbox.quote_ttl", 7, "is more than 10m0s"},
 		}},
 		{"unknown_key.yaml", []want{
 			{"programz", 3, `unknown key "programz" (did you mean "programs"?)`},

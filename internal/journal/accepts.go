@@ -26,8 +26,9 @@ const acceptCols = `id, program, quote_id, raw_quote, base_asset, quote_asset, s
 	expiry_micros, sent_at, result, message, result_at, convert_id`
 
 // InsertAccept journals an accept as AcceptPending before it is sent and
-// returns its id. Committed with synchronous=NORMAL, in one transaction
-// with the other accept writes queued meanwhile (group.go). a.ID, a.Result,
+// returns its id. Committed with synchronous=NORMAL before it returns, by
+// the caller itself or in one transaction with the other accept writes
+// queued meanwhile (group.go). a.ID, a.Result,
 // a.Message, a.ResultAt and a.ConvertID are ignored; a zero a.SentAt means
 // now.
 func (j *Journal) InsertAccept(ctx context.Context, a Accept) (int64, error) {
@@ -78,9 +79,11 @@ func (j *Journal) SettleAccept(ctx context.Context, id int64, result, convertID 
 		if cur != AcceptUnknown && cur != AcceptPending {
 			return fmt.Errorf("%w: %s → %s (only an unknown or pending accept is settled)", ErrTransition, cur, result)
 		}
-		_, err = tx.ExecContext(ctx, `UPDATE accepts SET result = ?, convert_id = ?, result_at = COALESCE(result_at, ?)
-			WHERE id = ?`, result, convertID, now, id)
-		return err
+		if _, err = tx.ExecContext(ctx, `UPDATE accepts SET result = ?, convert_id = ?, result_at = COALESCE(result_at, ?)
+			WHERE id = ?`, result, convertID, now, id); err != nil {
+			return err
+		}
+		return j.auditAcceptRow(ctx, tx, AuditAcceptSettled, id)
 	})
 	if err != nil {
 		return fmt.Errorf("journal: settle accept %d: %w", id, err)
@@ -104,6 +107,23 @@ func (j *Journal) MarkPendingAcceptsUnknown(ctx context.Context) (int, error) {
 	var n int64
 	now := time.Now().UnixNano()
 	err := j.write(ctx, j.w, func(tx *sql.Tx) error {
+		// The ids first: each one changed gets its own audit entry.
+		rows, err := tx.QueryContext(ctx, `SELECT id FROM accepts WHERE result = ? ORDER BY id`, AcceptPending)
+		if err != nil {
+			return err
+		}
+		var ids []int64
+		for rows.Next() {
+			var id int64
+			if err := rows.Scan(&id); err != nil {
+				rows.Close()
+				return err
+			}
+			ids = append(ids, id)
+		}
+		if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+			return err
+		}
 		res, err := tx.ExecContext(ctx, `UPDATE accepts
 			SET result = ?, message = CASE WHEN message = '' THEN 'pending at start: outcome unknown' ELSE message END,
 			    result_at = ?
@@ -111,8 +131,15 @@ func (j *Journal) MarkPendingAcceptsUnknown(ctx context.Context) (int, error) {
 		if err != nil {
 			return err
 		}
-		n, err = res.RowsAffected()
-		return err
+		if n, err = res.RowsAffected(); err != nil {
+			return err
+		}
+		for _, id := range ids {
+			if err := j.auditAcceptRow(ctx, tx, AuditAcceptMarkedUnknown, id); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		return 0, fmt.Errorf("journal: mark pending accepts unknown: %w", err)

@@ -134,6 +134,10 @@ func (j *Journal) SaveAuthority(ctx context.Context, u AuthorityUpdate) ([]int64
 				string(u.Baseline), now); err != nil {
 				return fmt.Errorf("baseline: %w", err)
 			}
+			if err := j.appendAudit(ctx, tx, AuditAuthorityBaseline, "", auditAuthorityBaseline{
+				BaselineSHA256: sha256Hex(u.Baseline), UpdatedAt: auditNanos(now)}); err != nil {
+				return err
+			}
 		}
 		for _, c := range u.Insert {
 			first, _, err := requiredNanos(c.FirstSeen, "first_seen")
@@ -167,6 +171,15 @@ func (j *Journal) SaveAuthority(ctx context.Context, u AuthorityUpdate) ([]int64
 				return err
 			}
 			ids = append(ids, id)
+			kind := map[string]string{AuthorityPending: AuditAuthorityPending, AuthorityMatured: AuditAuthorityMatured,
+				AuthorityCancelled: AuditAuthorityCancelled}[state]
+			if kind == "" {
+				return fmt.Errorf("insert change %q: %w: state %q", c.Item, ErrTransition, state)
+			}
+			if err := j.appendAudit(ctx, tx, kind, "", auditAuthorityChange{Diff: c.Diff, EffectiveAt: auditNanos(eff),
+				FirstSeen: auditNanos(first), ID: id, Item: c.Item, Kind: c.Kind, State: state}); err != nil {
+				return err
+			}
 		}
 		for _, r := range u.Resolve {
 			if r.State != AuthorityMatured && r.State != AuthorityCancelled {
@@ -186,6 +199,13 @@ func (j *Journal) SaveAuthority(ctx context.Context, u AuthorityUpdate) ([]int64
 			} else if n != 1 {
 				return fmt.Errorf("resolve change %d: %w: not pending", r.ID, ErrTransition)
 			}
+			kind := AuditAuthorityMatured
+			if r.State == AuthorityCancelled {
+				kind = AuditAuthorityCancelled
+			}
+			if err := j.appendAudit(ctx, tx, kind, "", auditAuthorityResolution{ID: r.ID, ResolvedAt: auditNanos(at), State: r.State}); err != nil {
+				return err
+			}
 		}
 		return nil
 	})
@@ -193,4 +213,27 @@ func (j *Journal) SaveAuthority(ctx context.Context, u AuthorityUpdate) ([]int64
 		return nil, fmt.Errorf("journal: save authority: %w", err)
 	}
 	return ids, nil
+}
+
+// The audit entries of authority changes (SPEC 13), fields in the order of
+// their JSON names (canonical bodies).
+type auditAuthorityChange struct {
+	Diff        string `json:"diff"`
+	EffectiveAt string `json:"effective_at"`
+	FirstSeen   string `json:"first_seen"`
+	ID          int64  `json:"id"`
+	Item        string `json:"item"`
+	Kind        string `json:"kind"`
+	State       string `json:"state"`
+}
+
+type auditAuthorityResolution struct {
+	ID         int64  `json:"id"`
+	ResolvedAt string `json:"resolved_at"`
+	State      string `json:"state"`
+}
+
+type auditAuthorityBaseline struct {
+	BaselineSHA256 string `json:"baseline_sha256"`
+	UpdatedAt      string `json:"updated_at"`
 }

@@ -3,6 +3,7 @@ package journal
 import (
 	"context"
 	"errors"
+	"slices"
 	"testing"
 	"time"
 )
@@ -75,3 +76,43 @@ func testAuthorityStateSurvivesRestartAndSettlesOnce(t *testing.T) {
 }
 
 func errOnly(_ []int64, err error) error { return err }
+
+// TestAuthorityChangesAreChained: a baseline change, each pending change and
+// its maturing or cancelling append their audit entries in the same
+// transaction (SPEC 13), and the chain stays intact.
+func TestAuthorityChangesAreChained(t *testing.T) {
+	forBackends(t, testAuthorityChangesAreChained)
+}
+
+func testAuthorityChangesAreChained(t *testing.T) {
+	ctx := context.Background()
+	j, _ := openTemp(t)
+	first := time.Date(2026, 12, 7, 1, 0, 0, 0, time.UTC)
+	ids, err := j.SaveAuthority(ctx, AuthorityUpdate{
+		Baseline: []byte(`{"v":1}`),
+		Insert: []AuthorityChange{
+			{Kind: AuthorityKindAllowlist, Item: "allowlist:BTC/bitcoin/bc1q", Diff: "+ BTC", FirstSeen: first, EffectiveAt: first.Add(time.Hour)},
+			{Kind: AuthorityKindCompliance, Item: "compliance.subject=0x2", Diff: "subject", FirstSeen: first, EffectiveAt: first.Add(time.Hour)},
+		},
+	})
+	mustNil(t, err)
+	_, err = j.SaveAuthority(ctx, AuthorityUpdate{Baseline: []byte(`{"v":2}`), Resolve: []AuthorityResolve{
+		{ID: ids[0], State: AuthorityMatured, At: first.Add(time.Hour)},
+		{ID: ids[1], State: AuthorityCancelled, At: first.Add(time.Minute)},
+	}})
+	mustNil(t, err)
+	var kinds []string
+	for _, e := range auditEntries(t, j) {
+		kinds = append(kinds, e.Kind)
+	}
+	want := []string{AuditAuthorityBaseline, AuditAuthorityPending, AuditAuthorityPending,
+		AuditAuthorityBaseline, AuditAuthorityMatured, AuditAuthorityCancelled}
+	if onPostgres(t) {
+		want = append([]string{AuditLeadershipTerm}, want...) // openTemp began a term
+	}
+	if !slices.Equal(kinds, want) {
+		t.Fatalf("audit kinds %q, want %q", kinds, want)
+	}
+	rehash(t, auditEntries(t, j))
+	requireIntact(t, j)
+}

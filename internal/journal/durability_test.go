@@ -394,18 +394,6 @@ func TestOpenReadOnlyAfterWriterClosed(t *testing.T) {
 	}
 }
 
-func BenchmarkInsertAccept(b *testing.B) {
-	j, _ := openTemp(b)
-	a := sampleAccept(b, "bench", t0)
-	ctx := context.Background()
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := j.InsertAccept(ctx, a); err != nil {
-			b.Fatal(err)
-		}
-	}
-}
-
 func BenchmarkInsertWithdrawalIntent(b *testing.B) {
 	j, _ := openTemp(b)
 	w := sampleWithdrawal(b, "bench", t0)
@@ -416,23 +404,4 @@ func BenchmarkInsertWithdrawalIntent(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-}
-
-// BenchmarkInsertAcceptParallel is InsertAccept from many goroutines at once
-// (the accept path under SPEC 8's load), where group commit shares
-// transactions between callers.
-func BenchmarkInsertAcceptParallel(b *testing.B) {
-	j, _ := openTemp(b)
-	a := sampleAccept(b, "bench", t0)
-	ctx := context.Background()
-	b.ReportAllocs()
-	b.SetParallelism(32) // 32 × GOMAXPROCS concurrent callers
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			if _, err := j.InsertAccept(ctx, a); err != nil {
-				b.Error(err)
-				return
-			}
-		}
-	})
 }

@@ -74,6 +74,17 @@ func TestDeposedLeaderIsFencedOnPostgres(t *testing.T) {
 	if err := old.SetAcceptResult(ctx, as[0].ID, AcceptOK, "", t0); err != nil {
 		t.Fatalf("deposed leader's result of a sent accept: %v", err)
 	}
+	// Both terms are on the audit chain, which is intact.
+	terms := 0
+	for _, e := range auditEntries(t, next) {
+		if e.Kind == AuditLeadershipTerm {
+			terms++
+		}
+	}
+	if terms != 2 {
+		t.Fatalf("%d leadership_term entries on the chain, want 2", terms)
+	}
+	requireIntact(t, next)
 }
 
 // A leader that cannot confirm its lock writes nothing that precedes a

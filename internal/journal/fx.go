@@ -7,6 +7,8 @@ import (
 
 	"go.uber.org/fx"
 	"go.uber.org/zap"
+
+	"treasuryd/internal/metrics"
 )
 
 // Path is the journal file's path (state.path).
@@ -34,6 +36,7 @@ type moduleIn struct {
 	DSN        DSN         `optional:"true"`
 	Leadership *Leadership `optional:"true"`
 	Log        *zap.Logger
+	Metrics    *metrics.Metrics
 }
 
 // Module provides the daemon's journal. On SQLite, OnStart takes the hold on
@@ -52,6 +55,7 @@ var Module = fx.Module("journal",
 			j := NewPostgres(string(in.DSN))
 			j.SetLease(in.Leadership.Lease)
 			j.SetLogger(in.Log.Named("journal"))
+			j.SetAuditCounter(in.Metrics.AuditEntries)
 			in.LC.Append(fx.Hook{
 				OnStart: func(ctx context.Context) error {
 					if err := j.Start(ctx); err != nil {
@@ -71,6 +75,7 @@ var Module = fx.Module("journal",
 		}
 		j := New(string(in.Path))
 		j.SetLogger(in.Log.Named("journal"))
+		j.SetAuditCounter(in.Metrics.AuditEntries)
 		var hold *Hold
 		in.LC.Append(fx.Hook{
 			OnStart: func(ctx context.Context) error {

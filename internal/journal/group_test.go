@@ -3,6 +3,7 @@ package journal
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"sync"
@@ -22,8 +23,9 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-// holdWriterSlot takes the process's writer slot, so the committer queues
-// everything submitted until release is called.
+// holdWriterSlot takes the process's writer slot, so that the first accept
+// write submitted leads and waits for it, and everything submitted after it
+// queues behind, until release is called.
 func holdWriterSlot(j *Journal) (release func()) {
 	j.wsem <- struct{}{}
 	var once sync.Once
@@ -31,7 +33,7 @@ func holdWriterSlot(j *Journal) (release func()) {
 }
 
 // lockFileForWriting takes SQLite's write lock on the file from a connection
-// outside the journal, so the committer, once it has taken a batch, waits in
+// outside the journal, so a leader, once it has taken a batch, waits in
 // BEGIN IMMEDIATE (busy_timeout) until release.
 func lockFileForWriting(t *testing.T, path string) (release func()) {
 	t.Helper()
@@ -255,8 +257,7 @@ func TestAcceptWriteCancelledWhileQueuedWritesNothing(t *testing.T) {
 		t.Fatalf("cancelled queued insert: %v, want context.Canceled", err)
 	}
 	release()
-	// A write queued after it commits, so the committer has passed the
-	// cancelled one by then.
+	// A write after it commits: the cancelled one left nothing behind.
 	_, err := j.InsertAccept(context.Background(), sampleAccept(t, "after", t0))
 	mustNil(t, err)
 	as, err := j.Accepts(context.Background(), AcceptFilter{})
@@ -279,7 +280,8 @@ func TestAcceptWriteCancelledAfterItWasTakenStillReturnsItsCommit(t *testing.T) 
 		id, err := j.InsertAccept(ctx, sampleAccept(t, "taken", t0))
 		rc <- res{id, err}
 	}()
-	// The committer has the insert in its batch and waits for the file lock.
+	// Its caller leads: it has the insert in its batch and waits for the
+	// file lock.
 	waitFor(t, "the insert taken into a batch", func() bool { return j.stats.taken.Load() == 1 })
 	cancel()
 	unlock()
@@ -333,5 +335,180 @@ func TestCloseAnswersInFlightBatchAndRefusesQueuedWrites(t *testing.T) {
 	mustNil(t, err)
 	if len(as) != 1 || as[0].ID != r.id || as[0].Program != "in-flight" {
 		t.Errorf("after Close and reopen: %+v, want only the in-flight insert", as)
+	}
+}
+
+func TestLeaderCancelledWhileWaitingPassesTheLeadOn(t *testing.T) {
+	j, _ := openTemp(t)
+	release := holdWriterSlot(j)
+	defer release()
+	lctx, cancel := context.WithCancel(context.Background())
+	leader := make(chan error, 1)
+	go func() {
+		_, err := j.InsertAccept(lctx, sampleAccept(t, "leader", t0))
+		leader <- err
+	}()
+	waitFor(t, "the leader queued", func() bool { return j.stats.enqueued.Load() == 1 })
+	follower := make(chan error, 2)
+	for _, p := range []string{"f1", "f2"} {
+		go func() {
+			_, err := j.InsertAccept(context.Background(), sampleAccept(t, p, t0))
+			follower <- err
+		}()
+	}
+	waitFor(t, "two followers queued", func() bool { return j.stats.enqueued.Load() == 3 })
+	cancel()
+	if err := <-leader; !errors.Is(err, context.Canceled) {
+		t.Fatalf("leader cancelled while waiting for the writer slot: %v, want context.Canceled", err)
+	}
+	release()
+	for range 2 {
+		if err := <-follower; err != nil {
+			t.Errorf("follower of a cancelled leader: %v", err)
+		}
+	}
+	as, err := j.Accepts(context.Background(), AcceptFilter{})
+	mustNil(t, err)
+	if len(as) != 2 || as[0].Program == "leader" || as[1].Program == "leader" {
+		t.Errorf("accepts %+v, want the two followers' only", as)
+	}
+	if b := j.stats.batches.Load(); b != 1 {
+		t.Errorf("the two followers committed in %d transactions, want 1", b)
+	}
+}
+
+func TestFollowerCancelledWhileQueuedWritesNothing(t *testing.T) {
+	j, _ := openTemp(t)
+	release := holdWriterSlot(j)
+	defer release()
+	leader := make(chan error, 1)
+	go func() {
+		_, err := j.InsertAccept(context.Background(), sampleAccept(t, "leader", t0))
+		leader <- err
+	}()
+	waitFor(t, "the leader queued", func() bool { return j.stats.enqueued.Load() == 1 })
+	fctx, cancel := context.WithCancel(context.Background())
+	follower := make(chan error, 1)
+	go func() {
+		_, err := j.InsertAccept(fctx, sampleAccept(t, "follower", t0))
+		follower <- err
+	}()
+	waitFor(t, "the follower queued", func() bool { return j.stats.enqueued.Load() == 2 })
+	cancel()
+	if err := <-follower; !errors.Is(err, context.Canceled) {
+		t.Fatalf("follower cancelled while queued: %v, want context.Canceled", err)
+	}
+	release()
+	mustNil(t, <-leader)
+	as, err := j.Accepts(context.Background(), AcceptFilter{})
+	mustNil(t, err)
+	if len(as) != 1 || as[0].Program != "leader" {
+		t.Errorf("accepts %+v, want only the leader's", as)
+	}
+}
+
+func TestWritesQueuedBehindACommitShareTheNextTransaction(t *testing.T) {
+	ctx := context.Background()
+	j, path := openTemp(t)
+	unlock := lockFileForWriting(t, path)
+	first := make(chan error, 1)
+	go func() {
+		_, err := j.InsertAccept(ctx, sampleAccept(t, "first", t0))
+		first <- err
+	}()
+	// The first caller leads alone: it took its own insert into a batch
+	// and waits in BEGIN IMMEDIATE for the file lock.
+	waitFor(t, "the first insert taken into a batch", func() bool { return j.stats.taken.Load() == 1 })
+	const queued = 8
+	rest := make(chan error, queued)
+	for i := range queued {
+		go func() {
+			_, err := j.InsertAccept(ctx, sampleAccept(t, fmt.Sprintf("q%d", i), t0))
+			rest <- err
+		}()
+	}
+	waitFor(t, "the others queued", func() bool { return j.stats.enqueued.Load() == 1+queued })
+	unlock()
+	mustNil(t, <-first)
+	// The leader committed what queued behind it before returning.
+	if as, err := j.Accepts(ctx, AcceptFilter{}); err != nil || len(as) != 1+queued {
+		t.Errorf("%d accepts (%v) when the leader returned, want %d", len(as), err, 1+queued)
+	}
+	for range queued {
+		mustNil(t, <-rest)
+	}
+	if b, c := j.stats.batches.Load(), j.stats.continued.Load(); b != 2 || c != 1 {
+		t.Errorf("1 + %d inserts committed in %d transactions (%d by a continuing leader), want 2 (the leader's, then the queued ones together, by the leader)", queued, b, c)
+	}
+	// Uncontended, a caller commits alone.
+	_, err := j.InsertAccept(ctx, sampleAccept(t, "alone", t0))
+	mustNil(t, err)
+	if b, n := j.stats.batches.Load(), j.stats.taken.Load(); b != 3 || n != 2+queued {
+		t.Errorf("after one more insert: %d rows in %d transactions, want %d in 3", n, b, 2+queued)
+	}
+}
+
+func TestAcceptStatementsArePreparedAgainOnAReplacedConnection(t *testing.T) {
+	ctx := context.Background()
+	j, _ := openTemp(t)
+	first, err := j.InsertAccept(ctx, sampleAccept(t, "before", t0))
+	mustNil(t, err)
+	old := j.stmts.dc
+	// database/sql discards a connection that reports driver.ErrBadConn and
+	// opens a new one for the next user.
+	conn, err := j.w.Conn(ctx)
+	mustNil(t, err)
+	if err := conn.Raw(func(any) error { return driver.ErrBadConn }); !errors.Is(err, driver.ErrBadConn) {
+		t.Fatalf("Raw: %v", err)
+	}
+	conn.Close()
+	second, err := j.InsertAccept(ctx, sampleAccept(t, "after", t0))
+	if err != nil {
+		t.Fatalf("insert on the replaced connection: %v", err)
+	}
+	mustNil(t, j.SetAcceptResult(ctx, first, AcceptOK, "", t0))
+	if j.stmts.dc == old {
+		t.Errorf("the statements still belong to the discarded connection")
+	}
+	for id, want := range map[int64]string{first: AcceptOK, second: AcceptPending} {
+		if a, err := j.AcceptByID(ctx, id); err != nil || a.Result != want {
+			t.Errorf("accept %d: %+v %v, want %s", id, a, err, want)
+		}
+	}
+}
+
+func TestResultLeaderCommitsTheWritesQueuedBehindIt(t *testing.T) {
+	ctx := context.Background()
+	j, path := openTemp(t)
+	pending, err := j.InsertAccept(ctx, sampleAccept(t, "sent", t0))
+	mustNil(t, err)
+	unlock := lockFileForWriting(t, path)
+	result := make(chan error, 1)
+	go func() { result <- j.SetAcceptResult(ctx, pending, AcceptOK, "", t0) }()
+	// The result's caller leads: it has taken its write and waits for the
+	// file lock in BEGIN IMMEDIATE.
+	waitFor(t, "the result taken into a batch", func() bool { return j.stats.taken.Load() == 2 })
+	const queued = 4
+	inserts := make(chan error, queued)
+	for i := range queued {
+		go func() {
+			_, err := j.InsertAccept(ctx, sampleAccept(t, fmt.Sprintf("q%d", i), t0))
+			inserts <- err
+		}()
+	}
+	waitFor(t, "the inserts queued", func() bool { return j.stats.enqueued.Load() == 2+queued })
+	unlock()
+	mustNil(t, <-result)
+	// The result's leader committed the queued inserts before returning.
+	as, err := j.Accepts(ctx, AcceptFilter{})
+	mustNil(t, err)
+	if len(as) != 1+queued {
+		t.Errorf("%d accepts when the result's call returned, want %d: the queued inserts were handed on", len(as), 1+queued)
+	}
+	for range queued {
+		mustNil(t, <-inserts)
+	}
+	if c, b := j.stats.continued.Load(), j.stats.batches.Load(); c != 1 || b != 3 {
+		t.Errorf("%d continued leads in %d transactions, want 1 in 3 (insert, result, the queued inserts)", c, b)
 	}
 }

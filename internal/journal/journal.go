@@ -1,6 +1,7 @@
 // Package journal is treasuryd's durable state: accepts with their raw quotes
 // and results, withdrawal intents and their statuses, the pause flag,
-// reconciliation reports and recorded quote frames, in one SQLite file (WAL).
+// reconciliation reports and recorded quote frames, in one SQLite file (WAL),
+// with an audit hash chain over every money-state record (audit.go).
 //
 // It promises that a write has been committed when a method returns nil, that
 // a committed write survives kill -9 of the process, and that withdrawal
@@ -66,9 +67,9 @@ const (
 // wsem (capacity 1) makes this process a single writer across w and full,
 // so the two write connections never contend for SQLite's write lock; a
 // channel rather than a mutex so that waiting for it honours ctx. The accept
-// path's writes (InsertAccept, SetAcceptResult) reach it through one
-// committer goroutine that batches concurrent callers into one transaction
-// (group.go).
+// path's writes (InsertAccept, SetAcceptResult) take it in the caller's own
+// goroutine, batching concurrent callers into one transaction (group.go),
+// with statements prepared once (stmts).
 type Journal struct {
 	path     string
 	dsn      string // PostgreSQL (postgres.go) when not empty
@@ -81,11 +82,12 @@ type Journal struct {
 	ck       *sql.DB
 	r        *sql.DB
 	wsem     chan struct{}
-	ops      chan *op // accept writes queued for the committer
+	group    group     // the accept path's group commit (group.go)
+	stmts    stmtCache // the accept path's statements, prepared on w (stmts.go)
 	log      *zap.Logger
 
-	// bg owns the committer and checkpointer goroutines, which stop when
-	// closed is closed.
+	// bg owns the checkpointer goroutine, which stops when closed is
+	// closed.
 	bg sync.WaitGroup
 	// The checkpointer's timing and limit (checkpoint.go), from its
 	// constants; tests change them before Start.
@@ -93,8 +95,19 @@ type Journal struct {
 	ckLimit          int64
 	// Counts of the background work, which tests wait on.
 	stats struct {
-		enqueued, taken, batches, checkpoints, truncates atomic.Int64
+		enqueued, taken, batches, continued, checkpoints, truncates atomic.Int64
 	}
+	// The audit chain (audit.go). Guarded by wsem, like the transaction
+	// they describe: auditPending counts the entries of the transaction
+	// under way and auditTx is the head within it; auditHead is the head
+	// as of this process's last commit (a cache: another process may have
+	// appended since). auditAppended counts the entries committed.
+	auditPending  int
+	auditTx       auditCursor
+	auditHead     auditCursor
+	auditAppended atomic.Int64
+	auditCounter  Counter
+	auditInsert   *sql.Stmt // auditInsertSQL, prepared in the transaction under way
 
 	opened    atomic.Bool
 	closeOnce sync.Once
@@ -143,7 +156,7 @@ var ErrNotOpen = errors.New("journal: not open yet")
 // New returns a journal for path that opens on Start: for the fx app, whose
 // constructors do no I/O. Every method before Start returns ErrNotOpen.
 func New(path string) *Journal {
-	return &Journal{path: path, wsem: make(chan struct{}, 1), ops: make(chan *op, queueLen),
+	return &Journal{path: path, wsem: make(chan struct{}, 1), group: newGroup(),
 		ckEvery: checkpointEvery, ckRetry: truncateRetry, ckLimit: walLimitBytes,
 		log: zap.NewNop(), closed: make(chan struct{})}
 }
@@ -236,8 +249,11 @@ func (j *Journal) open() error {
 		j.Close()
 		return fmt.Errorf("journal: open %s: %w", path, err)
 	}
-	j.bg.Add(2)
-	go j.commitLoop()
+	if err := j.prepareAcceptStmts(ctx); err != nil {
+		j.Close()
+		return fmt.Errorf("journal: open %s: %w", path, err)
+	}
+	j.bg.Add(1)
 	go j.checkpointLoop()
 	return nil
 }
@@ -277,7 +293,16 @@ func (j *Journal) Close() error {
 	j.closeOnce.Do(func() {
 		close(j.closed)
 		j.bg.Wait()
+		if j.wsem != nil {
+			// Wait for the write under way (an accept batch's leader sees
+			// closed once it has the slot and starts none after this).
+			j.wsem <- struct{}{}
+			defer func() { <-j.wsem }()
+		}
 		var errs []error
+		if j.w != nil {
+			errs = append(errs, j.closeAcceptStmts())
+		}
 		for _, db := range []*sql.DB{j.r, j.ck, j.w, j.full} {
 			if db != nil {
 				errs = append(errs, db.Close())
@@ -301,25 +326,6 @@ func (j *Journal) isClosed() bool {
 	}
 }
 
-// writeExec runs one statement in autocommit mode on db (j.w or j.full),
-// holding the process-wide writer slot: one round trip fewer than write for
-// the single-row inserts on the accept and withdrawal paths.
-func (j *Journal) writeExec(ctx context.Context, db *sql.DB, query string, args ...any) (sql.Result, error) {
-	if j.readOnly {
-		return nil, ErrReadOnly
-	}
-	if j.isClosed() {
-		return nil, ErrClosed
-	}
-	select {
-	case j.wsem <- struct{}{}:
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-	defer func() { <-j.wsem }()
-	return db.ExecContext(ctx, query, args...)
-}
-
 // write runs fn in one BEGIN IMMEDIATE transaction on db (j.w or j.full),
 // holding the process-wide writer slot.
 func (j *Journal) write(ctx context.Context, db *sql.DB, fn func(tx *sql.Tx) error) error {
@@ -341,9 +347,12 @@ func (j *Journal) write(ctx context.Context, db *sql.DB, fn func(tx *sql.Tx) err
 	}
 	if err := fn(tx); err != nil {
 		_ = tx.Rollback()
+		j.auditSettle(false)
 		return err
 	}
-	return tx.Commit()
+	err = tx.Commit()
+	j.auditSettle(err == nil)
+	return err
 }
 
 // reader returns the read pool, or ErrClosed.

@@ -55,6 +55,24 @@ func openTemp(t testing.TB) (*Journal, string) {
 	return j, path
 }
 
+// openOther opens a second handle on j's journal, as a one-shot command
+// beside the daemon does: on PostgreSQL without a leadership term.
+func openOther(t *testing.T, j *Journal) *Journal {
+	t.Helper()
+	var other *Journal
+	var err error
+	if j.Postgres() {
+		other, err = OpenPostgres(j.dsn)
+	} else {
+		other, err = Open(j.Path())
+	}
+	if err != nil {
+		t.Fatalf("open a second handle: %v", err)
+	}
+	t.Cleanup(func() { other.Close() })
+	return other
+}
+
 func reopen(t *testing.T, j *Journal) *Journal {
 	t.Helper()
 	if err := j.Close(); err != nil {

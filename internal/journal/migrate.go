@@ -86,6 +86,12 @@ func (j *Journal) migrate(ctx context.Context) error {
 			if _, err := tx.ExecContext(ctx, m.sql); err != nil {
 				return fmt.Errorf("apply migration %s: %w", m.name, err)
 			}
+			if m.version == auditMigration {
+				// The chain starts with what the journal already holds.
+				if err := j.auditSnapshot(ctx, tx); err != nil {
+					return fmt.Errorf("apply migration %s: snapshot into the audit chain: %w", m.name, err)
+				}
+			}
 		}
 		if cur < len(ms) {
 			// user_version lives in the file header (page 1), so it commits

@@ -22,6 +22,7 @@ import (
 // the withdrawals, the authority tables and the audit chain need no second
 // copy of their SQL. What it translates:
 //
+//   - BEGIN IMMEDIATE becomes BEGIN;
 //   - ? placeholders (outside quotes and comments) become $1, $2, ...;
 //   - INSERT OR IGNORE INTO ... becomes INSERT INTO ... ON CONFLICT DO NOTHING;
 //   - an INSERT into a table with an id column (idTables) run with Exec gets
@@ -79,6 +80,9 @@ var insertInto = regexp.MustCompile(`(?is)^\s*INSERT\s+(OR\s+IGNORE\s+)?INTO\s+(
 // translate rewrites one statement; returning reports that it should be run
 // as a query for its RETURNING id.
 func translate(q string) (out string, returning bool) {
+	if strings.EqualFold(strings.TrimSpace(q), "BEGIN IMMEDIATE") {
+		return "BEGIN", false // SQLite's write lock at BEGIN; PostgreSQL locks rows
+	}
 	m := insertInto.FindStringSubmatchIndex(q)
 	if m != nil {
 		table := strings.ToLower(q[m[4]:m[5]])

@@ -3,6 +3,7 @@ package journal
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"embed"
 	"errors"
 	"fmt"
@@ -82,6 +83,9 @@ func (j *Journal) pgPool(conns int) (*sql.DB, error) {
 		idle = DefaultIdleTxTimeout
 	}
 	cfg.RuntimeParams["idle_in_transaction_session_timeout"] = strconv.FormatInt(idle.Milliseconds(), 10)
+	if j.readOnly {
+		cfg.RuntimeParams["default_transaction_read_only"] = "on"
+	}
 	name := stdlib.RegisterConnConfig(cfg)
 	j.pgNames = append(j.pgNames, name)
 	db, err := sql.Open(pgDriverName, name)
@@ -115,8 +119,10 @@ func (j *Journal) openPostgres() error {
 		j.Close()
 		return fmt.Errorf("journal: open PostgreSQL: %w", err)
 	}
-	j.bg.Add(1)
-	go j.commitLoop()
+	if err := j.prepareAcceptStmts(ctx); err != nil {
+		j.Close()
+		return fmt.Errorf("journal: open PostgreSQL: %w", err)
+	}
 	return nil
 }
 
@@ -313,7 +319,15 @@ func (j *Journal) BeginTerm(ctx context.Context, holder string, confident func()
 // auditTerm appends the term's start to the audit chain (SPEC 13), once the
 // audit chain exists.
 func (j *Journal) auditTerm(ctx context.Context, tx *sql.Tx, term int64, holder string, at int64) error {
-	return nil
+	return j.appendAudit(ctx, tx, AuditLeadershipTerm, "", auditLeadership{Holder: holder, StartedAt: auditNanos(at), Term: term})
+}
+
+// auditLeadership is a leadership term's entry data. Fields in the order of
+// their JSON names.
+type auditLeadership struct {
+	Holder    string `json:"holder"`
+	StartedAt string `json:"started_at"`
+	Term      int64  `json:"term"`
 }
 
 // checkFence is run inside the transaction of every write that precedes a
@@ -326,15 +340,12 @@ func (j *Journal) checkFence(ctx context.Context, tx *sql.Tx) error {
 	if !j.Postgres() {
 		return nil
 	}
-	j.fence.mu.Lock()
-	mine, confident := j.fence.term, j.fence.confident
-	j.fence.mu.Unlock()
-	if mine == 0 || (confident != nil && !confident()) {
-		j.markFenced()
-		return fmt.Errorf("%w (term %d, leadership not confirmed)", ErrFenced, mine)
+	mine, err := j.fenceTerm()
+	if err != nil {
+		return err
 	}
 	var cur int64
-	if err := tx.QueryRowContext(ctx, "SELECT term FROM leadership WHERE id = 1 FOR SHARE").Scan(&cur); err != nil {
+	if err := tx.QueryRowContext(ctx, fenceSQL).Scan(&cur); err != nil {
 		return fmt.Errorf("read leadership term: %w", err)
 	}
 	if cur != mine {
@@ -342,6 +353,64 @@ func (j *Journal) checkFence(ctx context.Context, tx *sql.Tx) error {
 		return fmt.Errorf("%w (this process's term %d, the journal's %d)", ErrFenced, mine, cur)
 	}
 	return nil
+}
+
+// fenceBatch checks the fence for a batch of accept-path ops on its driver
+// connection dc: nil unless the journal is PostgreSQL and the batch holds an
+// accept insert. It returns the ErrFenced for the inserts (fenced), or
+// another error that fails the batch.
+func (j *Journal) fenceBatch(ctx context.Context, dc any, batch []*op) (fenced, err error) {
+	if !j.Postgres() {
+		return nil, nil
+	}
+	inserts := false
+	for _, o := range batch {
+		inserts = inserts || o.kind == opInsert
+	}
+	if !inserts {
+		return nil, nil
+	}
+	mine, err := j.fenceTerm()
+	if err != nil {
+		return err, nil
+	}
+	q, ok := dc.(driver.QueryerContext)
+	if !ok {
+		return nil, fmt.Errorf("journal: driver connection %T cannot query", dc)
+	}
+	rows, err := q.QueryContext(ctx, fenceSQL, nil)
+	if err != nil {
+		return nil, fmt.Errorf("read leadership term: %w", err)
+	}
+	defer rows.Close()
+	v := make([]driver.Value, 1)
+	if err := rows.Next(v); err != nil {
+		return nil, fmt.Errorf("read leadership term: %w", err)
+	}
+	cur, _ := v[0].(int64)
+	if cur != mine {
+		j.markFenced()
+		return fmt.Errorf("%w (this process's term %d, the journal's %d)", ErrFenced, mine, cur), nil
+	}
+	return nil, nil
+}
+
+// fenceSQL reads the journal's term so that a new leader's BeginTerm (FOR
+// UPDATE) waits for this transaction, and this one sees a term committed
+// before it.
+const fenceSQL = "SELECT term FROM leadership WHERE id = 1 FOR SHARE"
+
+// fenceTerm is this journal's term, or ErrFenced when it has none or its
+// leader cannot confirm its lock.
+func (j *Journal) fenceTerm() (int64, error) {
+	j.fence.mu.Lock()
+	mine, confident := j.fence.term, j.fence.confident
+	j.fence.mu.Unlock()
+	if mine == 0 || (confident != nil && !confident()) {
+		j.markFenced()
+		return 0, fmt.Errorf("%w (term %d, leadership not confirmed)", ErrFenced, mine)
+	}
+	return mine, nil
 }
 
 // HolderName names this process for the leadership record: host and pid.

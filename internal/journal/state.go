@@ -66,6 +66,10 @@ func (j *Journal) SetPause(ctx context.Context, paused bool, by, reason string) 
 		value = "1"
 	}
 	now := time.Now().UnixNano()
+	kind := AuditResume
+	if paused {
+		kind = AuditPause
+	}
 	const upsert = `INSERT INTO settings (key, value, updated_by, updated_at) VALUES (?, ?, ?, ?)
 			ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_by = excluded.updated_by,
 				updated_at = excluded.updated_at`
@@ -73,8 +77,10 @@ func (j *Journal) SetPause(ctx context.Context, paused bool, by, reason string) 
 		if _, err := tx.ExecContext(ctx, upsert, settingPaused, value, by, now); err != nil {
 			return err
 		}
-		_, err := tx.ExecContext(ctx, upsert, settingPauseReason, reason, by, now)
-		return err
+		if _, err := tx.ExecContext(ctx, upsert, settingPauseReason, reason, by, now); err != nil {
+			return err
+		}
+		return j.appendAudit(ctx, tx, kind, by, auditPause{Paused: paused, Reason: reason, UpdatedAt: auditNanos(now), UpdatedBy: by})
 	})
 	if err != nil {
 		return fmt.Errorf("journal: set pause flag: %w", err)
@@ -144,8 +150,11 @@ func (j *Journal) SaveReport(ctx context.Context, r Report) (int64, error) {
 		if err != nil {
 			return err
 		}
-		id, err = res.LastInsertId()
-		return err
+		if id, err = res.LastInsertId(); err != nil {
+			return err
+		}
+		return j.appendAudit(ctx, tx, AuditReport, "", auditReport{At: auditNanos(at), BodySHA256: sha256Hex(nonNil(r.Body)),
+			Clean: r.Clean, ID: id})
 	})
 	if err != nil {
 		return 0, fmt.Errorf("journal: save report: %w", err)

@@ -43,30 +43,27 @@ func (j *Journal) InsertWithdrawalIntent(ctx context.Context, w Withdrawal) (int
 	if err != nil {
 		return 0, fmt.Errorf("journal: insert withdrawal intent of rule %s: %w", w.Rule, err)
 	}
-	const q = `INSERT INTO withdrawals
-		(rule, asset, network, address, amount, created_at, state, updated_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`
-	args := []any{w.Rule, w.Asset, w.Network, w.Address, w.Amount.String(), created, WithdrawalIntent, created}
 	var id int64
-	if j.Postgres() {
-		// Fenced: the intent commits only under this leader's term.
-		err = j.write(ctx, j.full, func(tx *sql.Tx) error {
-			if err := j.checkFence(ctx, tx); err != nil {
-				return err
-			}
-			res, err := tx.ExecContext(ctx, q, args...)
-			if err == nil {
-				id, err = res.LastInsertId()
-			}
+	err = j.write(ctx, j.full, func(tx *sql.Tx) error {
+		// Fenced: on PostgreSQL the intent commits only under this
+		// leader's term (postgres.go).
+		if err := j.checkFence(ctx, tx); err != nil {
 			return err
-		})
-	} else {
-		var res sql.Result
-		res, err = j.writeExec(ctx, j.full, q, args...)
-		if err == nil {
-			id, err = res.LastInsertId()
 		}
-	}
+		res, err := tx.ExecContext(ctx, `INSERT INTO withdrawals
+			(rule, asset, network, address, amount, created_at, state, updated_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+			w.Rule, w.Asset, w.Network, w.Address, w.Amount.String(), created, WithdrawalIntent, created)
+		if err != nil {
+			return err
+		}
+		if id, err = res.LastInsertId(); err != nil {
+			return err
+		}
+		return j.appendAudit(ctx, tx, AuditWithdrawalIntent, "", auditWithdrawal{Address: w.Address,
+			Amount: w.Amount.String(), Asset: w.Asset, CreatedAt: auditNanos(created), ID: id, Network: w.Network,
+			Rule: w.Rule, State: WithdrawalIntent, UpdatedAt: auditNanos(created)})
+	})
 	if err != nil {
 		return 0, fmt.Errorf("journal: insert withdrawal intent of rule %s: %w", w.Rule, err)
 	}
@@ -79,8 +76,31 @@ func (j *Journal) InsertWithdrawalIntent(ctx context.Context, w Withdrawal) (int
 // stored error. A move the state machine does not allow (see withdrawalNext),
 // including any move out of a terminal state, is ErrTransition.
 func (j *Journal) UpdateWithdrawal(ctx context.Context, id int64, state, deskID, deskStatus, errMsg string) error {
+	if err := j.updateWithdrawal(ctx, id, state, deskID, deskStatus, errMsg, ""); err != nil {
+		return fmt.Errorf("journal: update withdrawal %d: %w", id, err)
+	}
+	return nil
+}
+
+// ResolveWithdrawal is an operator's answer for an unresolved withdrawal:
+// UpdateWithdrawal to submitted (with the desk id they found) or failed,
+// journaled in the audit chain as an AuditOperatorResolution by by. A
+// withdrawal that is not unresolved is ErrTransition.
+func (j *Journal) ResolveWithdrawal(ctx context.Context, id int64, state, deskID, errMsg, by string) error {
+	if by == "" {
+		by = "operator"
+	}
+	if err := j.updateWithdrawal(ctx, id, state, deskID, "", errMsg, by); err != nil {
+		return fmt.Errorf("journal: resolve withdrawal %d: %w", id, err)
+	}
+	return nil
+}
+
+// updateWithdrawal moves a withdrawal on; by != "" makes it an operator's
+// resolution, allowed only from unresolved.
+func (j *Journal) updateWithdrawal(ctx context.Context, id int64, state, deskID, deskStatus, errMsg, by string) error {
 	now := time.Now().UnixNano()
-	err := j.write(ctx, j.full, func(tx *sql.Tx) error {
+	return j.write(ctx, j.full, func(tx *sql.Tx) error {
 		var cur string
 		err := tx.QueryRowContext(ctx, `SELECT state FROM withdrawals WHERE id = ?`, id).Scan(&cur)
 		if errors.Is(err, sql.ErrNoRows) {
@@ -92,17 +112,22 @@ func (j *Journal) UpdateWithdrawal(ctx context.Context, id int64, state, deskID,
 		if !withdrawalNext[cur][state] {
 			return fmt.Errorf("%w: %s → %s", ErrTransition, cur, state)
 		}
-		_, err = tx.ExecContext(ctx, `UPDATE withdrawals SET state = ?,
+		kind := AuditWithdrawalUpdate
+		if by != "" {
+			if cur != WithdrawalUnresolved {
+				return fmt.Errorf("%w: %s → %s (an operator resolves only an unresolved withdrawal)", ErrTransition, cur, state)
+			}
+			kind = AuditOperatorResolution
+		}
+		if _, err = tx.ExecContext(ctx, `UPDATE withdrawals SET state = ?,
 			desk_id = CASE WHEN ? = '' THEN desk_id ELSE ? END,
 			desk_status = CASE WHEN ? = '' THEN desk_status ELSE ? END,
 			error = ?, updated_at = ?
-			WHERE id = ?`, state, deskID, deskID, deskStatus, deskStatus, errMsg, now, id)
-		return err
+			WHERE id = ?`, state, deskID, deskID, deskStatus, deskStatus, errMsg, now, id); err != nil {
+			return err
+		}
+		return j.auditWithdrawalRow(ctx, tx, kind, by, id)
 	})
-	if err != nil {
-		return fmt.Errorf("journal: update withdrawal %d: %w", id, err)
-	}
-	return nil
 }
 
 // Withdrawals lists withdrawals matching f, oldest first (by CreatedAt, then id).

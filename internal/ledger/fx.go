@@ -53,6 +53,7 @@ var Module = fx.Module("ledger",
 			Tolerance: func() decimal.Decimal { return r.Current().Reconcile.Tolerance },
 			Schedule:  r.Current().Reconcile.Schedule,
 			Mismatch:  in.Mismatch,
+			AuditHead: j.AuditHead,
 		})
 		lc.Append(fx.StartStopHook(rec.Start, rec.Stop))
 		return rec

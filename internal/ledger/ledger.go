@@ -86,6 +86,9 @@ type Deps struct {
 	// Mismatch, when set, is told of every withdrawal of ours the desk
 	// reports with other details than its intent (the daemon pauses on it).
 	Mismatch MismatchHandler
+	// AuditHead, when set, reads the audit chain's head, which every
+	// report's log line carries so an outside system can pin it (SPEC 13).
+	AuditHead func(ctx context.Context) (journal.AuditHead, error)
 }
 
 // MismatchHandler handles a withdrawal_mismatch: w is the journaled intent,
@@ -236,6 +239,14 @@ func (r *Reconciler) Run(ctx context.Context) (*Report, error) {
 		r.meter(rep)
 	}
 	fields := []zap.Field{zap.Int64("transactions", rep.Transactions), zap.Duration("took", rep.Duration), zap.Int("break_count", len(rep.Breaks)), zap.Int("settled", len(rep.Settled))}
+	if r.d.AuditHead != nil {
+		// Read after the report's own entry was appended: the head covers it.
+		if h, err := r.d.AuditHead(context.WithoutCancel(ctx)); err != nil {
+			fields = append(fields, zap.NamedError("audit_error", err))
+		} else {
+			fields = append(fields, zap.Int64("audit_sequence", h.Sequence), zap.String("audit_hash", h.Hash))
+		}
+	}
 	if rep.Clean() {
 		r.d.Log.Info("reconciliation clean", fields...)
 	} else {

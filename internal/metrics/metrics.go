@@ -77,6 +77,8 @@ type Metrics struct {
 	ProgramAveragePrice *prometheus.GaugeVec // program; absent until an ok accept
 
 	AuthorityPending *prometheus.GaugeVec // kind (AuthorityKinds)
+
+	AuditEntries prometheus.Counter
 }
 
 // AuthorityKinds are the kinds of widening change the authority hold delays
@@ -171,6 +173,8 @@ func New(version string) *Metrics {
 			Help: "Average price (quote asset per base asset) of the program's ok accepts."}, []string{"program"}),
 		AuthorityPending: f.NewGaugeVec(prometheus.GaugeOpts{Name: "treasuryd_authority_pending",
 			Help: "Widening policy changes waiting for authority.hold, by kind (allowlist, compliance)."}, []string{"kind"}),
+		AuditEntries: f.NewCounter(prometheus.CounterOpts{Name: "treasuryd_audit_entries_total",
+			Help: "Entries this process appended to the audit chain (SPEC 13)."}),
 	}
 	for _, k := range AuthorityKinds {
 		m.AuthorityPending.WithLabelValues(k).Set(0)

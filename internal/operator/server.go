@@ -34,6 +34,8 @@ type Sources struct {
 	Reconcile   func() any
 	// Authority: the authority hold and the widening changes it holds.
 	Authority func() any
+	// Audit is the audit chain's head (SPEC 13): sequence and hash.
+	Audit func() any
 	// Ready lists the readiness conditions by name.
 	Ready map[string]func() bool
 	// Alive reports whether the process's loops are running.
@@ -250,6 +252,7 @@ func (s *Server) status(w http.ResponseWriter, _ *http.Request) {
 		"withdrawals":    call(s.src.Withdrawals),
 		"reconciliation": call(s.src.Reconcile),
 		"authority":      call(s.src.Authority),
+		"audit":          call(s.src.Audit),
 		"role":           "leader",
 	}
 	if s.src.Term != nil {

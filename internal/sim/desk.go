@@ -167,6 +167,7 @@ type Desk struct {
 	inject       [][]byte // frames to send as they are, before any new quote
 	streams      map[*deskStream]struct{}
 	quotesSent   int
+	lat          acceptLatency // desk_latency.go
 
 	closed   bool
 	done     chan struct{}

@@ -39,6 +39,7 @@ func (d *Desk) routes() http.Handler {
 		}
 	})
 	d.controlRoutes(mux)
+	d.latencyRoutes(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		deskMessage(w, http.StatusNotFound, "not found")
 	})
@@ -507,6 +508,7 @@ func (d *Desk) handleCreateWithdrawal(w http.ResponseWriter, r *http.Request) {
 // handleAccept records the raw body, checks the quote as received and books
 // the trade. A blackholed accept takes effect and then never answers.
 func (d *Desk) handleAccept(w http.ResponseWriter, r *http.Request) {
+	received := d.lat.clock()
 	if !d.accountOK(w, r) {
 		return
 	}
@@ -515,6 +517,7 @@ func (d *Desk) handleAccept(w http.ResponseWriter, r *http.Request) {
 		deskMessage(w, http.StatusBadRequest, "read body")
 		return
 	}
+	d.lat.acceptReceived(body, received)
 	d.mu.Lock()
 	d.acceptBodies = append(d.acceptBodies, body)
 	status, msg := d.acceptLocked(body)

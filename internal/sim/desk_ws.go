@@ -156,6 +156,9 @@ func (d *Desk) runStream(s *deskStream) {
 			s.stallUntil.Store(time.Now().Add(stall).UnixNano())
 			continue
 		}
+		if kind == deskFrameQuote {
+			d.lat.frameWritten(data)
+		}
 		s.conn.SetWriteDeadline(time.Now().Add(streamWriteTimeout))
 		if err := s.conn.WriteMessage(websocket.TextMessage, data); err != nil {
 			return

@@ -90,7 +90,7 @@ const (
 	// the desk quotes for seconds, so a quote valid for longer is not one
 	// of its quotes, and the bound is what lets the accepted-id set below
 	// forget ids.
-	MaxExpiryAhead = 10 * time.Minute
+	MaxExpiryAhead = config.MaxQuoteExpiryAhead
 	// maxAcceptedIDs bounds a program's set of recently accepted quote ids
 	// (invariant 15). An id is kept until its quote's expiry lies
 	// MaxExpiryAhead in the past, so the set holds the accepts of some

@@ -56,7 +56,7 @@ func (r *Rebalancer) Resolve(ctx context.Context, id int64, deskID, by string) e
 		}
 	}
 	if deskID == "" {
-		return r.resolveNeverExecuted(ctx, w, heldBy, log)
+		return r.resolveNeverExecuted(ctx, w, heldBy, by, log)
 	}
 	if other, ok := heldBy[deskID]; ok {
 		return fmt.Errorf("withdraw: desk request %s already belongs to withdrawal %d", deskID, other)
@@ -87,7 +87,7 @@ func (r *Rebalancer) Resolve(ctx context.Context, id int64, deskID, by string) e
 		}
 		return fmt.Errorf("%w; treasuryd is paused (reason %s) until an operator resumes", err, ReasonMismatch)
 	}
-	if err := r.store.UpdateWithdrawal(ctx, id, journal.WithdrawalSubmitted, deskID, "", ""); err != nil {
+	if err := r.store.ResolveWithdrawal(ctx, id, journal.WithdrawalSubmitted, deskID, "", by); err != nil {
 		return err
 	}
 	r.m.Withdrawals.WithLabelValues(w.Rule, journal.WithdrawalSubmitted).Inc()
@@ -116,7 +116,7 @@ var ErrMayHaveExecuted = errors.New("withdraw: the desk lists a request matching
 // symbol, amount, network and address, created after it) that no other
 // withdrawal holds: then it may well have executed, and the answer is
 // refused. Called with r.work held.
-func (r *Rebalancer) resolveNeverExecuted(ctx context.Context, w journal.Withdrawal, heldBy map[string]int64, log *zap.Logger) error {
+func (r *Rebalancer) resolveNeverExecuted(ctx context.Context, w journal.Withdrawal, heldBy map[string]int64, by string, log *zap.Logger) error {
 	var match *astra.WithdrawalRequest
 	scanned := 0
 	err := r.desk.WithdrawalRequests(ctx, func(req astra.WithdrawalRequest) error {
@@ -140,7 +140,7 @@ func (r *Rebalancer) resolveNeverExecuted(ctx context.Context, w journal.Withdra
 			ErrMayHaveExecuted, w.ID, match.ID, match.Amount, match.Symbol, match.Address, match.Network,
 			match.CreatedAt.UTC().Format(time.RFC3339), match.Status, match.ID)
 	}
-	if err := r.store.UpdateWithdrawal(ctx, w.ID, journal.WithdrawalFailed, "", "", "resolved by an operator: never executed"); err != nil {
+	if err := r.store.ResolveWithdrawal(ctx, w.ID, journal.WithdrawalFailed, "", "resolved by an operator: never executed", by); err != nil {
 		return err
 	}
 	r.m.Withdrawals.WithLabelValues(w.Rule, journal.WithdrawalFailed).Inc()

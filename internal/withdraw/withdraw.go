@@ -61,6 +61,9 @@ type Desk interface {
 type Store interface {
 	InsertWithdrawalIntent(ctx context.Context, w journal.Withdrawal) (int64, error)
 	UpdateWithdrawal(ctx context.Context, id int64, state, deskID, deskStatus, errMsg string) error
+	// ResolveWithdrawal is UpdateWithdrawal for an operator's answer, which
+	// the audit chain records as theirs.
+	ResolveWithdrawal(ctx context.Context, id int64, state, deskID, errMsg, by string) error
 	Withdrawals(ctx context.Context, f journal.WithdrawalFilter) ([]journal.Withdrawal, error)
 	OpenWithdrawals(ctx context.Context) ([]journal.Withdrawal, error)
 	WithdrawalByID(ctx context.Context, id int64) (journal.Withdrawal, error)
