@@ -276,6 +276,35 @@ func TestHATakeoverAfterKill9OfTheLeader(t *testing.T) {
 	if code, out, errs := runCLI(t, "reconcile", "-config", e.policy[0]); code != 0 && code != 3 {
 		t.Errorf("reconcile on PostgreSQL: exit %d\n%s\n%s", code, out, tail(errs, 10))
 	}
+	// The audit chain, with both leadership terms, verifies intact.
+	code, out, errs := runCLI(t, "audit", "verify", "-postgres-dsn-env", "HA_TEST_DSN")
+	if code != 0 || !strings.Contains(out, "audit chain intact") {
+		t.Errorf("audit verify on PostgreSQL: exit %d\n%s\n%s", code, out, tail(errs, 10))
+	}
+	e.requireTerms(t, 2)
+}
+
+// requireTerms checks that the audit chain holds n leadership terms.
+func (e *haEnv) requireTerms(t *testing.T, n int) {
+	t.Helper()
+	j, err := journal.OpenPostgresReadOnly(e.dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	got := 0
+	err = j.AuditEntries(context.Background(), time.Time{}, func(en journal.AuditEntry) error {
+		if en.Kind == journal.AuditLeadershipTerm {
+			got++
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != n {
+		t.Errorf("the audit chain holds %d leadership terms, want %d", got, n)
+	}
 }
 
 func TestHAPausedLeaderIsFencedAndStepsDown(t *testing.T) {
