@@ -271,6 +271,11 @@ func TestSandboxPauseSurvivesRestart(t *testing.T) {
 	if c, _ := d.get("/healthz"); c != 200 {
 		t.Fatalf("/healthz: %d", c)
 	}
+	// On SQLite the one process always leads, under term 1 (SPEC 11).
+	if d.metric("treasuryd_leader") != 1 || d.metric("treasuryd_leader_term") != 1 || d.role() != "leader" {
+		t.Fatalf("SQLite daemon: treasuryd_leader %v, treasuryd_leader_term %v, role %q; want 1, 1, leader",
+			d.metric("treasuryd_leader"), d.metric("treasuryd_leader_term"), d.role())
+	}
 	if c := d.post("/pause", ""); c != http.StatusUnauthorized {
 		t.Fatalf("pause without a token: %d; want 401", c)
 	}

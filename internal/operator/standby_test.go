@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -64,5 +65,23 @@ func TestStandbyIsAliveNotReadyAndSaysSo(t *testing.T) {
 	}
 	if err := s.Stop(context.Background()); err != nil {
 		t.Fatal("second Stop:", err)
+	}
+}
+
+// A leader's /status says so and names its fencing term.
+func TestLeaderStatusNamesRoleAndTerm(t *testing.T) {
+	m := metrics.New("test")
+	sw := NewSwitch(nil, m)
+	src := Sources{Term: func() int64 { return 7 }}
+	h := New(Config{}, zap.NewNop(), m, sw, src).Handler()
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/status", nil))
+	rec := w.Body.Bytes()
+	var st struct {
+		Role string `json:"role"`
+		Term int64  `json:"term"`
+	}
+	if err := json.Unmarshal(rec, &st); err != nil || st.Role != "leader" || st.Term != 7 {
+		t.Fatalf("/status role %q term %d (%v): %s", st.Role, st.Term, err, rec)
 	}
 }
