@@ -463,9 +463,9 @@ type soakEnv struct {
 	// pgDSN, with TREASURYD_SOAK_POSTGRES=1, is a fresh PostgreSQL
 	// database holding the journal instead of journalPath (the daemon
 	// leads it alone, under a new term after every restart).
-	pgDSN string
-	httpAddr    string
-	rng         *rand.Rand
+	pgDSN    string
+	httpAddr string
+	rng      *rand.Rand
 
 	gen       int
 	opsOn     bool
