@@ -149,3 +149,50 @@ func TestDialectTranslation(t *testing.T) {
 		}
 	}
 }
+
+// A PostgreSQL journal migrates once, and one written by a newer binary is
+// refused, read-write and read-only.
+func TestPostgresSchemaVersionIsKept(t *testing.T) {
+	dsn := pgtest.Schema(t)
+	j, err := OpenPostgres(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j.Close()
+	j, err = OpenPostgres(dsn) // a second open applies nothing again
+	if err != nil {
+		t.Fatalf("reopen: %v", err)
+	}
+	if _, err := j.full.ExecContext(context.Background(), "UPDATE schema_version SET version = 99"); err != nil {
+		t.Fatal(err)
+	}
+	j.Close()
+	if _, err := OpenPostgres(dsn); !errors.Is(err, ErrNewerSchema) {
+		t.Fatalf("open of a newer schema: %v, want ErrNewerSchema", err)
+	}
+	if _, err := OpenPostgresReadOnly(dsn); !errors.Is(err, ErrNewerSchema) {
+		t.Fatalf("read-only open of a newer schema: %v, want ErrNewerSchema", err)
+	}
+}
+
+// A read-only PostgreSQL journal refuses writes, and its connections are
+// read-only transactions besides.
+func TestPostgresReadOnlyRefusesWrites(t *testing.T) {
+	dsn := pgtest.Schema(t)
+	j, err := OpenPostgres(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j.Close()
+	r, err := OpenPostgresReadOnly(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if err := r.SetPaused(context.Background(), true, "x"); !errors.Is(err, ErrReadOnly) {
+		t.Fatalf("SetPaused on a read-only journal: %v", err)
+	}
+	if _, err := r.r.ExecContext(context.Background(), "DELETE FROM audit"); err == nil {
+		t.Fatal("a read-only connection deleted from the audit chain")
+	}
+}
