@@ -11,7 +11,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -45,7 +44,11 @@ type haEnv struct {
 
 func newHAEnv(t *testing.T) *haEnv {
 	t.Helper()
-	dsn := pgtest.Database(t) // the lock is per database: one per test
+	return newHAEnvOn(t, pgtest.Database(t)) // the lock is per database: one per test
+}
+
+func newHAEnvOn(t *testing.T, dsn string) *haEnv {
+	t.Helper()
 	desk, err := sim.NewDesk(sim.DeskConfig{
 		AccountID: crashAccount, APIKey: crashAPIKey, Seed: 17,
 		Balances:       map[string]decimal.Decimal{"BTC": decimal.RequireFromString("5"), "USD": decimal.RequireFromString("1000")},
@@ -337,30 +340,15 @@ func TestHAPausedLeaderIsFencedAndStepsDown(t *testing.T) {
 }
 
 // TestHAPostgresRestartUnderLoad restarts the PostgreSQL server while the
-// pair works (only where the test knows how: .ci/run exports its pg_ctl and
-// data directory).
+// pair works: a private server (pgtest.StartServer), since restarting the
+// shared one would break the other packages' tests running at once.
 func TestHAPostgresRestartUnderLoad(t *testing.T) {
-	ctl, data := os.Getenv("TREASURYD_TEST_POSTGRES_CTL"), os.Getenv("TREASURYD_TEST_POSTGRES_DATA")
-	if ctl == "" || data == "" {
-		if os.Getenv("CI") != "" {
-			t.Fatal("TREASURYD_TEST_POSTGRES_CTL and TREASURYD_TEST_POSTGRES_DATA are not set under CI (.ci/run sets them)")
-		}
-		t.Skip("set TREASURYD_TEST_POSTGRES_CTL and TREASURYD_TEST_POSTGRES_DATA (as .ci/run does) to restart the server under load")
-	}
-	e := newHAEnv(t)
+	srv := pgtest.StartServer(t)
+	e := newHAEnvOn(t, srv.DSN)
 	a, b := e.pair(t)
 	e.underWay(t)
 	oldTerm := a.metric("treasuryd_leader_term")
-	// -l: the new server's output goes to a file, not to this test's pipes
-	// (which it would hold open for good).
-	args := []string{"-D", data, "-l", filepath.Join(filepath.Dir(data), "restart.log"), "-m", "fast", "-w", "-t", "60", "restart"}
-	cmd := exec.Command(ctl, args...)
-	if os.Getuid() == 0 {
-		cmd = exec.Command("runuser", append([]string{"-u", "postgres", "--", ctl}, args...)...)
-	}
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("pg_ctl restart: %v\n%s", err, out)
-	}
+	srv.Restart(t)
 	restarted := time.Now()
 	// The restart ends the lock's session: the leader steps down, and one
 	// of the two leads again under a newer term.

@@ -10,6 +10,8 @@ import (
 	"encoding/hex"
 	"net/url"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -104,4 +106,83 @@ func Database(t testing.TB) string {
 	}
 	u.Path = "/" + name
 	return u.String()
+}
+
+// Server is a private PostgreSQL server for one test, for tests that
+// restart the server (a shared one would fail every other test using it).
+type Server struct {
+	DSN  string
+	bin  string
+	data string
+	dir  string
+}
+
+// StartServer initialises and starts a private server on a unix socket in a
+// temporary directory, and stops it when the test ends. It needs the
+// PostgreSQL server binaries (Debian's postgresql package, which .ci/run
+// installs): skipped without them on a developer machine, failed under CI.
+// As root it runs the server as the postgres user.
+func StartServer(t testing.TB) *Server {
+	t.Helper()
+	bin := ""
+	if ctl := os.Getenv("TREASURYD_TEST_POSTGRES_CTL"); ctl != "" {
+		bin = filepath.Dir(ctl)
+	} else if m, _ := filepath.Glob("/usr/lib/postgresql/*/bin/initdb"); len(m) > 0 {
+		bin = filepath.Dir(m[len(m)-1])
+	}
+	if bin == "" {
+		if os.Getenv("CI") != "" {
+			t.Fatal("no PostgreSQL server binaries under CI: .ci/run installs Debian's postgresql")
+		}
+		t.Skip("no PostgreSQL server binaries (apt-get install postgresql)")
+	}
+	dir, err := os.MkdirTemp("", "treasuryd-pgtest-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{bin: bin, data: filepath.Join(dir, "data"), dir: dir}
+	if os.Getuid() == 0 {
+		if out, err := exec.Command("chown", "postgres", dir).CombinedOutput(); err != nil {
+			os.RemoveAll(dir)
+			t.Fatalf("chown postgres %s: %v\n%s", dir, err, out)
+		}
+	}
+	if out, err := s.run("initdb", "-D", s.data, "-U", "postgres", "-A", "trust", "--no-sync"); err != nil {
+		os.RemoveAll(dir)
+		t.Fatalf("initdb: %v\n%s", err, out)
+	}
+	if out, err := s.ctl("start"); err != nil {
+		os.RemoveAll(dir)
+		t.Fatalf("pg_ctl start: %v\n%s", err, out)
+	}
+	t.Cleanup(func() {
+		s.run("pg_ctl", "-D", s.data, "-m", "immediate", "stop")
+		os.RemoveAll(dir)
+	})
+	s.DSN = "postgres://postgres@/postgres?host=" + url.QueryEscape(dir) + "&port=5432&sslmode=disable"
+	return s
+}
+
+// Restart restarts the server (fast shutdown: every session ends).
+func (s *Server) Restart(t testing.TB) {
+	t.Helper()
+	if out, err := s.ctl("restart"); err != nil {
+		t.Fatalf("pg_ctl restart: %v\n%s", err, out)
+	}
+}
+
+func (s *Server) ctl(action string) ([]byte, error) {
+	// -l: the server's output goes to a file, not to this process's pipes
+	// (which it would hold open for good).
+	return s.run("pg_ctl", "-D", s.data, "-l", filepath.Join(s.dir, "log"), "-w", "-t", "60", "-m", "fast",
+		"-o", "-k "+s.dir+" -p 5432 -c listen_addresses='' -c fsync=off", action)
+}
+
+func (s *Server) run(name string, args ...string) ([]byte, error) {
+	path := filepath.Join(s.bin, name)
+	cmd := exec.Command(path, args...)
+	if os.Getuid() == 0 {
+		cmd = exec.Command("runuser", append([]string{"-u", "postgres", "--", path}, args...)...)
+	}
+	return cmd.CombinedOutput()
 }
