@@ -101,12 +101,20 @@ type Runner struct {
 	policy   atomic.Pointer[config.Policy]
 	stopping atomic.Bool // set first thing in Stop: handlers return without deciding
 	// deciding is held (read) by a handler from its stopping check until
-	// its accept, if any, is launched; Stop takes it (write) once to know
-	// no decision is under way.
+	// its accept, if any, is counted in acceptsWG; Stop takes it (write)
+	// once to know no decision is under way and no accept will begin.
 	deciding sync.RWMutex
-	// accepts owns the accept goroutines. Its context is the context of
-	// every accept POST: cancelled only when Stop runs out of time.
-	accepts *lifecycle.Group
+	// An accept runs on its stream's goroutine, as a bare client's would:
+	// acceptsWG counts the accepts under way (Stop waits for them) and
+	// acceptsCtx is the context of every accept POST, cancelled only when
+	// Stop runs out of time.
+	acceptsWG     sync.WaitGroup
+	acceptsCtx    context.Context
+	acceptsCancel context.CancelFunc
+	// after owns the goroutine that logs accept results off the accept
+	// path (afterLog).
+	after    *lifecycle.Group
+	afterLog chan acceptLog
 
 	mu       sync.Mutex // guards the fields below
 	state    int        // 0 new, 1 started, 2 stopped
@@ -192,10 +200,12 @@ func New(d Deps) *Runner {
 		log:      d.Log,
 		m:        d.Metrics,
 		now:      d.Now,
-		accepts:  lifecycle.New("trade: accepts"),
+		after:    lifecycle.New("trade: accept logs"),
+		afterLog: make(chan acceptLog, afterLogQueue),
 		programs: map[string]*program{},
 		slots:    map[string]*slot{},
 	}
+	e.acceptsCtx, e.acceptsCancel = context.WithCancel(context.Background())
 	e.policy.Store(d.Policy)
 	return e
 }
@@ -229,9 +239,10 @@ func (e *Runner) Start(ctx context.Context) error {
 		}
 		programs = append(programs, p)
 	}
-	if err := e.accepts.Start(); err != nil {
+	if err := e.after.Start(); err != nil {
 		return err
 	}
+	e.after.Go(e.logAccepts)
 	e.state = 1
 	// The first quotes arrive as soon as the streams open: give the first
 	// balance fetch a bounded moment, so they are decided on a known
@@ -326,12 +337,35 @@ func (e *Runner) install(p *program, from *program) {
 	e.meterProgram(p)
 }
 
-// handle decides one frame, on the stream's goroutine.
+// handle decides one frame, on the stream's goroutine. An accepted quote is
+// journaled and sent on this goroutine too, before the next frame is read
+// (frames arriving meanwhile wait in the socket): nothing is handed over
+// between the decision and the POST.
 func (e *Runner) handle(r *program, ev *quotes.Event) {
+	job, ok := e.decide(r, ev)
+	if !ok {
+		return
+	}
+	defer e.acceptsWG.Done()
+	e.accept(e.acceptsCtx, r, job)
+}
+
+// acceptJob is one decided accept, from the decision to its result.
+type acceptJob struct {
+	a          journal.Accept
+	decidedAt  time.Time
+	receivedAt time.Time
+	hold       balances.Hold
+}
+
+// decide decides one frame. For an accept it sets the in-flight flag, takes
+// the balance hold and counts the accept in acceptsWG (the caller runs it and
+// calls Done), all before Stop can see that no decision is under way.
+func (e *Runner) decide(r *program, ev *quotes.Event) (job acceptJob, accepted bool) {
 	e.deciding.RLock()
 	defer e.deciding.RUnlock()
 	if e.stopping.Load() || r.stopped.Load() {
-		return
+		return job, false
 	}
 	now := e.now()
 	env := e.env(r)
@@ -354,9 +388,29 @@ func (e *Runner) handle(r *program, ev *quotes.Event) {
 		base, quote = r.prog.Quantities(ev.Quote)
 	}
 	if d.Outcome == strategy.OutcomeAccepted {
-		// The accept first: everything else waits until it is on its way.
 		r.prog.Commit(ev.Quote, now)
-		e.launch(r, ev, base, quote, now)
+		job = acceptJob{
+			a: journal.Accept{
+				Program: r.name,
+				QuoteID: ev.Quote.QuoteID,
+				// Raw aliases the frame, a fresh buffer the stream hands
+				// over to this handler and never touches again
+				// (quotes.Event): no copy.
+				RawQuote:     ev.Quote.Raw,
+				BaseAsset:    r.cfg.Base,
+				QuoteAsset:   r.cfg.Quote,
+				Side:         r.cfg.Side,
+				BaseQty:      base,
+				QuoteQty:     quote,
+				ExpiryMicros: ev.Quote.ExpiryMicros,
+			},
+			decidedAt:  now,
+			receivedAt: ev.ReceivedAt,
+			hold:       e.d.Book.Hold(r.sold, r.soldQty(base, quote)),
+		}
+		accepted = true
+		// Under deciding: Stop, once it holds deciding, waits for it.
+		e.acceptsWG.Add(1)
 	}
 	if valid {
 		if b := metrics.Value(base); b > 0 {
@@ -377,32 +431,7 @@ func (e *Runner) handle(r *program, ev *quotes.Event) {
 	default:
 		r.latency.Observe(e.now().Sub(ev.ReceivedAt).Seconds())
 	}
-}
-
-// launch starts the accept of a decided quote on its own goroutine, so the
-// stream keeps reading. The in-flight flag is set; the accept clears it.
-func (e *Runner) launch(r *program, ev *quotes.Event, base, quote decimal.Decimal, now time.Time) {
-	a := journal.Accept{
-		Program: r.name,
-		QuoteID: ev.Quote.QuoteID,
-		// Raw aliases the frame, a fresh buffer the stream hands over to
-		// this handler and never touches again (quotes.Event): no copy.
-		RawQuote:     ev.Quote.Raw,
-		BaseAsset:    r.cfg.Base,
-		QuoteAsset:   r.cfg.Quote,
-		Side:         r.cfg.Side,
-		BaseQty:      base,
-		QuoteQty:     quote,
-		ExpiryMicros: ev.Quote.ExpiryMicros,
-	}
-	hold := e.d.Book.Hold(r.sold, r.soldQty(base, quote))
-	receivedAt := ev.ReceivedAt
-	if !e.accepts.Go(func(ctx context.Context) { e.accept(ctx, r, a, now, receivedAt, hold) }) {
-		// Stopped between the decision and here: nothing was journaled.
-		r.slot.prog.Load().Release(base, quote, now)
-		e.d.Book.Drop(hold)
-		r.inFlight.Store(false)
-	}
+	return job, accepted
 }
 
 func (r *program) soldQty(base, quote decimal.Decimal) decimal.Decimal {
@@ -425,12 +454,14 @@ func (e *Runner) env(r *program) strategy.Env {
 	return env
 }
 
-// accept is the accept path of one decided quote: journal (pending) → send
-// the raw quote → journal the result. The in-flight flag is held from the
-// decision until it returns. ctx (the accepts group's) ends only when Stop
-// runs out of time. Nothing before the send logs or waits on anything but
-// the journal.
-func (e *Runner) accept(ctx context.Context, r *program, a journal.Accept, decidedAt, receivedAt time.Time, hold balances.Hold) {
+// accept is the accept path of one decided quote, on the stream's
+// goroutine: journal (pending) → send the raw quote → journal the result.
+// The in-flight flag is held from the decision until it returns. ctx
+// (acceptsCtx) ends only when Stop runs out of time. Nothing before the send
+// logs or waits on anything but the journal; the result's log line is
+// handed to the log goroutine.
+func (e *Runner) accept(ctx context.Context, r *program, job acceptJob) {
+	a, decidedAt, hold := job.a, job.decidedAt, job.hold
 	defer r.inFlight.Store(false)
 	// The progress gauge follows once the accept is settled (or released),
 	// never before the send: nothing but journaling is on that path.
@@ -476,7 +507,7 @@ func (e *Runner) accept(ctx context.Context, r *program, a journal.Accept, decid
 	err = e.d.Desk.AcceptQuote(ctx, a.RawQuote)
 	crashpoint.Hit("accept-after-post")
 	r.validity.Observe(left.Seconds())
-	r.latency.Observe(sentAt.Sub(receivedAt).Seconds())
+	r.latency.Observe(sentAt.Sub(job.receivedAt).Seconds())
 	result, msg := classify(err)
 	if !rec.resolved.CompareAndSwap(false, true) {
 		return // Stop gave up waiting and journaled it unknown
@@ -487,21 +518,77 @@ func (e *Runner) accept(ctx context.Context, r *program, a journal.Accept, decid
 		r.log.Error("journal accept result", zap.String("quote_id", a.QuoteID), zap.String("result", result), zap.Error(jerr))
 	}
 	r.accepts[result].Inc()
-	fields := []zap.Field{zap.String("quote_id", a.QuoteID), zap.String("result", result), zap.Int64("accept_id", id),
-		zap.Stringer("base_qty", a.BaseQty), zap.Stringer("quote_qty", a.QuoteQty), zap.Duration("took", at.Sub(sentAt))}
 	switch result {
 	case journal.AcceptOK:
 		r.executed.Add(metrics.Value(a.BaseQty))
 		e.meterOK(r, a.BaseQty, a.QuoteQty)
 		e.d.Book.Settle(hold, at)
-		r.log.Info("quote accepted", fields...)
 	case journal.AcceptUnknown:
 		// Counted as executed until reconciliation settles it; never re-sent.
 		e.d.Book.Settle(hold, at)
-		r.log.Warn("accept outcome unknown; reconciliation settles it", append(fields, zap.String("error", msg))...)
 	default:
 		e.release(r, a, decidedAt, hold)
-		r.log.Warn("accept not executed", append(fields, zap.String("message", msg))...)
+	}
+	e.logResult(acceptLog{log: r.log, quoteID: a.QuoteID, result: result, msg: msg, id: id,
+		base: a.BaseQty, quote: a.QuoteQty, took: at.Sub(sentAt)})
+}
+
+// afterLogQueue is how many result log lines may wait for the log
+// goroutine; beyond that the accept path logs its own line.
+const afterLogQueue = 4096
+
+// acceptLog is the log line of an accept's result.
+type acceptLog struct {
+	log         *zap.Logger
+	quoteID     string
+	result, msg string
+	id          int64
+	base, quote decimal.Decimal
+	took        time.Duration
+}
+
+// logResult hands an accept's result line to the log goroutine, so that the
+// stream goes back to reading without waiting on the log's lock and write.
+// Should the queue be full (the log cannot keep up), it writes the line
+// itself: a line is never dropped.
+func (e *Runner) logResult(l acceptLog) {
+	select {
+	case e.afterLog <- l:
+	default:
+		l.write()
+	}
+}
+
+// logAccepts writes result lines until the group stops, then the ones
+// still queued.
+func (e *Runner) logAccepts(ctx context.Context) {
+	for {
+		select {
+		case l := <-e.afterLog:
+			l.write()
+		case <-ctx.Done():
+			for {
+				select {
+				case l := <-e.afterLog:
+					l.write()
+				default:
+					return
+				}
+			}
+		}
+	}
+}
+
+func (l acceptLog) write() {
+	fields := []zap.Field{zap.String("quote_id", l.quoteID), zap.String("result", l.result), zap.Int64("accept_id", l.id),
+		zap.Stringer("base_qty", l.base), zap.Stringer("quote_qty", l.quote), zap.Duration("took", l.took)}
+	switch l.result {
+	case journal.AcceptOK:
+		l.log.Info("quote accepted", fields...)
+	case journal.AcceptUnknown:
+		l.log.Warn("accept outcome unknown; reconciliation settles it", append(fields, zap.String("error", l.msg))...)
+	default:
+		l.log.Warn("accept not executed", append(fields, zap.String("message", l.msg))...)
 	}
 }
 
@@ -576,14 +663,23 @@ func (e *Runner) Stop(ctx context.Context) error {
 			}
 		}()
 	}
-	if e.accepts.Wait(ctx) != nil {
-		// Out of time: cancel the POSTs still waiting (ctx is done, so Stop
-		// returns at once) and journal them unknown (SPEC 7.10).
-		_ = e.accepts.Stop(ctx)
+	accepted := make(chan struct{})
+	go func() {
+		e.acceptsWG.Wait()
+		close(accepted)
+	}()
+	select {
+	case <-accepted:
+	case <-ctx.Done():
+		// Out of time: cancel the POSTs still waiting and journal them
+		// unknown (SPEC 7.10).
+		e.acceptsCancel()
 		e.abandon(ctx, programs)
 	}
 	wg.Wait()
-	_ = e.accepts.Stop(ctx)
+	e.acceptsCancel()
+	// The result lines of the accepts that finished, then the log goroutine.
+	_ = e.after.Stop(ctx)
 	return nil
 }
 
