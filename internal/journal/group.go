@@ -153,6 +153,73 @@ func (j *Journal) submit(ctx context.Context, o *op) error {
 	return j.follow(ctx, o)
 }
 
+// submitMany writes ops as submit writes each, queued at once in their
+// order so that a leader takes them into one batch. It returns one answer
+// per op.
+func (j *Journal) submitMany(ctx context.Context, ops []*op) []error {
+	errs := make([]error, len(ops))
+	fail := func(err error) []error {
+		for i := range errs {
+			errs[i] = err
+		}
+		return errs
+	}
+	switch {
+	case len(ops) == 0:
+		return errs
+	case j.readOnly:
+		return fail(ErrReadOnly)
+	case j.isClosed():
+		return fail(ErrClosed)
+	case ctx.Err() != nil:
+		return fail(ctx.Err())
+	}
+	g := &j.group
+	admitted := 0
+	defer func() {
+		for range admitted {
+			<-g.admit
+		}
+	}()
+	for range ops {
+		select {
+		case g.admit <- struct{}{}:
+		case <-ctx.Done():
+			return fail(ctx.Err())
+		case <-j.closed:
+			return fail(ErrClosed)
+		}
+		admitted++
+	}
+
+	g.mu.Lock()
+	lead := -1
+	for i, o := range ops {
+		g.queue = append(g.queue, o)
+		j.stats.enqueued.Add(1)
+		if i == 0 && !g.leading {
+			g.leading = true
+			o.state = opLeading
+			lead = 0
+			continue
+		}
+		o.state = opQueued
+		o.wake = make(chan struct{}, 1)
+	}
+	g.mu.Unlock()
+	// Each op is answered by the batch that takes it, or made leader (then
+	// its turn below leads); the ones after it in ops are behind it in the
+	// queue, so waiting in order never waits on an op this call must lead.
+	for i, o := range ops {
+		if i == lead {
+			errs[i] = j.lead(ctx, o)
+		} else {
+			errs[i] = j.follow(ctx, o)
+		}
+	}
+	return errs
+}
+
 // follow waits, as a follower, until o is answered or its caller is made
 // leader.
 func (j *Journal) follow(ctx context.Context, o *op) error {

@@ -512,3 +512,49 @@ func TestResultLeaderCommitsTheWritesQueuedBehindIt(t *testing.T) {
 		t.Errorf("%d continued leads in %d transactions, want 1 in 3 (insert, result, the queued inserts)", c, b)
 	}
 }
+
+// TestSetAcceptResultsCommitsTogether: results handed over together commit in
+// one transaction; a result that is refused (not a send result, an accept
+// that already has one, an unknown id) fails alone and the others are
+// written.
+func TestSetAcceptResultsCommitsTogether(t *testing.T) {
+	ctx := context.Background()
+	j, _ := openTemp(t)
+	var ids []int64
+	for range 5 {
+		id, err := j.InsertAccept(ctx, sampleAccept(t, "p", t0))
+		mustNil(t, err)
+		ids = append(ids, id)
+	}
+	mustNil(t, j.SetAcceptResult(ctx, ids[4], AcceptOK, "", t0))
+	batches := j.stats.batches.Load()
+	errs := j.SetAcceptResults(ctx, []AcceptResult{
+		{ID: ids[0], Result: AcceptOK, At: t0},
+		{ID: ids[1], Result: AcceptPending, At: t0}, // not a send result
+		{ID: ids[2], Result: AcceptRejected, Message: "expired", At: t0},
+		{ID: ids[4], Result: AcceptUnknown, At: t0}, // has a result already
+		{ID: 999999, Result: AcceptOK, At: t0},      // no such accept
+		{ID: ids[3], Result: AcceptUnknown, Message: "timeout", At: t0},
+	})
+	wantErr := []error{nil, ErrTransition, nil, ErrTransition, ErrNotFound, nil}
+	for i, want := range wantErr {
+		if want == nil && errs[i] != nil || want != nil && !errors.Is(errs[i], want) {
+			t.Errorf("result %d: %v, want %v", i, errs[i], want)
+		}
+	}
+	if got := j.stats.batches.Load() - batches; got != 1 {
+		t.Errorf("5 results handed over together committed in %d transactions, want 1", got)
+	}
+	all, err := j.Accepts(ctx, AcceptFilter{})
+	mustNil(t, err)
+	got := map[int64]string{}
+	for _, a := range all {
+		got[a.ID] = a.Result
+	}
+	want := map[int64]string{ids[0]: AcceptOK, ids[1]: AcceptPending, ids[2]: AcceptRejected, ids[3]: AcceptUnknown, ids[4]: AcceptOK}
+	for id, w := range want {
+		if got[id] != w {
+			t.Errorf("accept %d: %s, want %s", id, got[id], w)
+		}
+	}
+}

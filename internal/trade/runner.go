@@ -43,6 +43,7 @@ type Pauser interface {
 type Journal interface {
 	InsertAccept(ctx context.Context, a journal.Accept) (int64, error)
 	SetAcceptResult(ctx context.Context, id int64, result, message string, at time.Time) error
+	SetAcceptResults(ctx context.Context, rs []journal.AcceptResult) []error
 	Accepts(ctx context.Context, f journal.AcceptFilter) ([]journal.Accept, error)
 	MarkPendingAcceptsUnknown(ctx context.Context) (int, error)
 }
@@ -111,10 +112,10 @@ type Runner struct {
 	acceptsWG     sync.WaitGroup
 	acceptsCtx    context.Context
 	acceptsCancel context.CancelFunc
-	// after owns the goroutine that logs accept results off the accept
-	// path (afterLog).
-	after    *lifecycle.Group
-	afterLog chan acceptLog
+	// after owns the goroutine that journals accept results off the
+	// stream's goroutine (writeResults).
+	after   *lifecycle.Group
+	results chan acceptResult
 
 	mu       sync.Mutex // guards the fields below
 	state    int        // 0 new, 1 started, 2 stopped
@@ -200,8 +201,8 @@ func New(d Deps) *Runner {
 		log:      d.Log,
 		m:        d.Metrics,
 		now:      d.Now,
-		after:    lifecycle.New("trade: accept logs"),
-		afterLog: make(chan acceptLog, afterLogQueue),
+		after:    lifecycle.New("trade: accept results"),
+		results:  make(chan acceptResult, resultQueue),
 		programs: map[string]*program{},
 		slots:    map[string]*slot{},
 	}
@@ -242,7 +243,7 @@ func (e *Runner) Start(ctx context.Context) error {
 	if err := e.after.Start(); err != nil {
 		return err
 	}
-	e.after.Go(e.logAccepts)
+	e.after.Go(e.writeResults)
 	e.state = 1
 	// The first quotes arrive as soon as the streams open: give the first
 	// balance fetch a bounded moment, so they are decided on a known
@@ -458,8 +459,8 @@ func (e *Runner) env(r *program) strategy.Env {
 // goroutine: journal (pending) → send the raw quote → journal the result.
 // The in-flight flag is held from the decision until it returns. ctx
 // (acceptsCtx) ends only when Stop runs out of time. Nothing before the send
-// logs or waits on anything but the journal; the result's log line is
-// handed to the log goroutine.
+// logs or waits on anything but the journal; the desk's answer is handed to
+// the result writer (writeResults).
 func (e *Runner) accept(ctx context.Context, r *program, job acceptJob) {
 	a, decidedAt, hold := job.a, job.decidedAt, job.hold
 	defer r.inFlight.Store(false)
@@ -512,84 +513,112 @@ func (e *Runner) accept(ctx context.Context, r *program, job acceptJob) {
 	if !rec.resolved.CompareAndSwap(false, true) {
 		return // Stop gave up waiting and journaled it unknown
 	}
-	at := e.now()
-	if jerr := e.d.Journal.SetAcceptResult(jctx, id, result, msg, at); jerr != nil {
-		// Still pending in the journal: the next start reads it as unknown.
-		r.log.Error("journal accept result", zap.String("quote_id", a.QuoteID), zap.String("result", result), zap.Error(jerr))
-	}
-	r.accepts[result].Inc()
-	switch result {
-	case journal.AcceptOK:
-		r.executed.Add(metrics.Value(a.BaseQty))
-		e.meterOK(r, a.BaseQty, a.QuoteQty)
-		e.d.Book.Settle(hold, at)
-	case journal.AcceptUnknown:
-		// Counted as executed until reconciliation settles it; never re-sent.
-		e.d.Book.Settle(hold, at)
-	default:
-		e.release(r, a, decidedAt, hold)
-	}
-	e.logResult(acceptLog{log: r.log, quoteID: a.QuoteID, result: result, msg: msg, id: id,
-		base: a.BaseQty, quote: a.QuoteQty, took: at.Sub(sentAt)})
-}
-
-// afterLogQueue is how many result log lines may wait for the log
-// goroutine; beyond that the accept path logs its own line.
-const afterLogQueue = 4096
-
-// acceptLog is the log line of an accept's result.
-type acceptLog struct {
-	log         *zap.Logger
-	quoteID     string
-	result, msg string
-	id          int64
-	base, quote decimal.Decimal
-	took        time.Duration
-}
-
-// logResult hands an accept's result line to the log goroutine, so that the
-// stream goes back to reading without waiting on the log's lock and write.
-// Should the queue be full (the log cannot keep up), it writes the line
-// itself: a line is never dropped.
-func (e *Runner) logResult(l acceptLog) {
+	res := acceptResult{r: r, a: a, id: id, result: result, msg: msg, at: e.now(), sentAt: sentAt,
+		decidedAt: decidedAt, hold: hold}
 	select {
-	case e.afterLog <- l:
+	case e.results <- res:
 	default:
-		l.write()
+		// The result writer is far behind: write it here rather than wait.
+		e.writeResult(res)
 	}
 }
 
-// logAccepts writes result lines until the group stops, then the ones
-// still queued.
-func (e *Runner) logAccepts(ctx context.Context) {
+// Result writing. An accept's result is journaled by the result writer
+// goroutine, so that the stream goes back to reading as soon as the desk has
+// answered, and the results that arrive while it commits are journaled
+// together in one transaction. The in-flight flag is cleared when the desk
+// answers: the program's next accept may be journaled and sent before this
+// one's result is. Until its result is written an accept counts as sent
+// (its progress and balance hold stay): a crash in between leaves it
+// pending in the journal, read as unknown at the next start — counted,
+// never re-sent.
+const (
+	resultQueue = 4096 // results waiting for the writer; beyond, the accept path writes its own
+	resultBatch = 64   // results journaled in one call (under the journal's batch bound)
+)
+
+// acceptResult is an accept the desk answered, waiting to be journaled.
+type acceptResult struct {
+	r                     *program
+	a                     journal.Accept
+	id                    int64
+	result, msg           string
+	at, sentAt, decidedAt time.Time
+	hold                  balances.Hold
+}
+
+// writeResults journals results until the group stops, then the ones still
+// queued: each time every result waiting (up to resultBatch) in one call.
+func (e *Runner) writeResults(ctx context.Context) {
+	batch := make([]acceptResult, 0, resultBatch)
+	rows := make([]journal.AcceptResult, 0, resultBatch)
 	for {
+		batch = batch[:0]
 		select {
-		case l := <-e.afterLog:
-			l.write()
+		case res := <-e.results:
+			batch = append(batch, res)
 		case <-ctx.Done():
 			for {
 				select {
-				case l := <-e.afterLog:
-					l.write()
+				case res := <-e.results:
+					e.writeResult(res)
 				default:
 					return
 				}
 			}
 		}
+	fill:
+		for len(batch) < resultBatch {
+			select {
+			case res := <-e.results:
+				batch = append(batch, res)
+			default:
+				break fill
+			}
+		}
+		rows = rows[:0]
+		for _, res := range batch {
+			rows = append(rows, journal.AcceptResult{ID: res.id, Result: res.result, Message: res.msg, At: res.at})
+		}
+		errs := e.d.Journal.SetAcceptResults(context.Background(), rows)
+		for i, res := range batch {
+			e.settle(res, errs[i])
+		}
+		clear(batch)
 	}
 }
 
-func (l acceptLog) write() {
-	fields := []zap.Field{zap.String("quote_id", l.quoteID), zap.String("result", l.result), zap.Int64("accept_id", l.id),
-		zap.Stringer("base_qty", l.base), zap.Stringer("quote_qty", l.quote), zap.Duration("took", l.took)}
-	switch l.result {
-	case journal.AcceptOK:
-		l.log.Info("quote accepted", fields...)
-	case journal.AcceptUnknown:
-		l.log.Warn("accept outcome unknown; reconciliation settles it", append(fields, zap.String("error", l.msg))...)
-	default:
-		l.log.Warn("accept not executed", append(fields, zap.String("message", l.msg))...)
+// writeResult journals one accept's result and settles it.
+func (e *Runner) writeResult(res acceptResult) {
+	e.settle(res, e.d.Journal.SetAcceptResult(context.Background(), res.id, res.result, res.msg, res.at))
+}
+
+// settle follows an accept's result being journaled (jerr, nil when it
+// was): it counts, settles or releases it, and logs it.
+func (e *Runner) settle(res acceptResult, jerr error) {
+	r, a := res.r, res.a
+	if jerr != nil {
+		// Still pending in the journal: the next start reads it as unknown.
+		r.log.Error("journal accept result", zap.String("quote_id", a.QuoteID), zap.String("result", res.result), zap.Error(jerr))
 	}
+	r.accepts[res.result].Inc()
+	fields := []zap.Field{zap.String("quote_id", a.QuoteID), zap.String("result", res.result), zap.Int64("accept_id", res.id),
+		zap.Stringer("base_qty", a.BaseQty), zap.Stringer("quote_qty", a.QuoteQty), zap.Duration("took", res.at.Sub(res.sentAt))}
+	switch res.result {
+	case journal.AcceptOK:
+		r.executed.Add(metrics.Value(a.BaseQty))
+		e.meterOK(r, a.BaseQty, a.QuoteQty)
+		e.d.Book.Settle(res.hold, res.at)
+		r.log.Info("quote accepted", fields...)
+	case journal.AcceptUnknown:
+		// Counted as executed until reconciliation settles it; never re-sent.
+		e.d.Book.Settle(res.hold, res.at)
+		r.log.Warn("accept outcome unknown; reconciliation settles it", append(fields, zap.String("error", res.msg))...)
+	default:
+		e.release(r, a, res.decidedAt, res.hold)
+		r.log.Warn("accept not executed", append(fields, zap.String("message", res.msg))...)
+	}
+	e.meterExecuted(r)
 }
 
 // release takes back what an accept that did not execute counted: its
@@ -678,7 +707,7 @@ func (e *Runner) Stop(ctx context.Context) error {
 	}
 	wg.Wait()
 	e.acceptsCancel()
-	// The result lines of the accepts that finished, then the log goroutine.
+	// The results of the accepts that finished, then the result writers.
 	_ = e.after.Stop(ctx)
 	return nil
 }
