@@ -464,9 +464,6 @@ func (e *Runner) env(r *program) strategy.Env {
 func (e *Runner) accept(ctx context.Context, r *program, job acceptJob) {
 	a, decidedAt, hold := job.a, job.decidedAt, job.hold
 	defer r.inFlight.Store(false)
-	// The progress gauge follows once the accept is settled (or released),
-	// never before the send: nothing but journaling is on that path.
-	defer e.meterExecuted(r)
 	jctx := context.WithoutCancel(ctx)
 	a.SentAt = e.now()
 	id, err := e.d.Journal.InsertAccept(jctx, a)
@@ -535,6 +532,9 @@ func (e *Runner) accept(ctx context.Context, r *program, job acceptJob) {
 const (
 	resultQueue = 4096 // results waiting for the writer; beyond, the accept path writes its own
 	resultBatch = 64   // results journaled in one call (under the journal's batch bound)
+	// resultLinger is how long the writer waits for more results after the
+	// first: what a result's log line, metrics and release wait at most.
+	resultLinger = 2 * time.Millisecond
 )
 
 // acceptResult is an accept the desk answered, waiting to be journaled.
@@ -552,6 +552,8 @@ type acceptResult struct {
 func (e *Runner) writeResults(ctx context.Context) {
 	batch := make([]acceptResult, 0, resultBatch)
 	rows := make([]journal.AcceptResult, 0, resultBatch)
+	linger := time.NewTimer(time.Hour)
+	linger.Stop()
 	for {
 		batch = batch[:0]
 		select {
@@ -567,15 +569,21 @@ func (e *Runner) writeResults(ctx context.Context) {
 				}
 			}
 		}
+		// Results are not on any accept's path: wait a moment for more, so
+		// that they share a transaction.
+		linger.Reset(resultLinger)
 	fill:
 		for len(batch) < resultBatch {
 			select {
 			case res := <-e.results:
 				batch = append(batch, res)
-			default:
+			case <-linger.C:
+				break fill
+			case <-ctx.Done():
 				break fill
 			}
 		}
+		linger.Stop()
 		rows = rows[:0]
 		for _, res := range batch {
 			rows = append(rows, journal.AcceptResult{ID: res.id, Result: res.result, Message: res.msg, At: res.at})
@@ -617,15 +625,19 @@ func (e *Runner) settle(res acceptResult, jerr error) {
 	default:
 		e.release(r, a, res.decidedAt, res.hold)
 		r.log.Warn("accept not executed", append(fields, zap.String("message", res.msg))...)
+		return
 	}
 	e.meterExecuted(r)
 }
 
 // release takes back what an accept that did not execute counted: its
 // progress (where the program is counted now) and its balance hold.
+// The progress gauge follows (never before a send: nothing but journaling
+// is on that path).
 func (e *Runner) release(r *program, a journal.Accept, decidedAt time.Time, hold balances.Hold) {
 	r.slot.prog.Load().Release(a.BaseQty, a.QuoteQty, decidedAt)
 	e.d.Book.Drop(hold)
+	e.meterExecuted(r)
 }
 
 // notSent journals a journaled accept that is not sent as an error and
