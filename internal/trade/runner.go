@@ -456,11 +456,17 @@ func (e *Runner) env(r *program) strategy.Env {
 }
 
 // accept is the accept path of one decided quote, on the stream's
-// goroutine: journal (pending) → send the raw quote → journal the result.
-// The in-flight flag is held from the decision until it returns. ctx
-// (acceptsCtx) ends only when Stop runs out of time. Nothing before the send
-// logs or waits on anything but the journal; the desk's answer is handed to
-// the result writer (writeResults).
+// goroutine, as a bare client's: journal (pending) → send the raw quote →
+// hand the desk's answer to the result writer (writeResults), which
+// journals it. The in-flight flag is held from the decision until it
+// returns. ctx (acceptsCtx) ends only when Stop runs out of time. Nothing
+// before the send logs or waits on anything but the journal.
+//
+// While it runs the stream reads nothing: the frames that arrive wait in
+// the socket and are decided when it returns (each on its own validity
+// then). Stale-stream detection is unaffected (the read deadline is set
+// before each read); Stop cancels ctx when out of time, and a reload
+// stopping the stream waits for it to return.
 func (e *Runner) accept(ctx context.Context, r *program, job acceptJob) {
 	a, decidedAt, hold := job.a, job.decidedAt, job.hold
 	defer r.inFlight.Store(false)
@@ -528,7 +534,8 @@ func (e *Runner) accept(ctx context.Context, r *program, job acceptJob) {
 // one's result is. Until its result is written an accept counts as sent
 // (its progress and balance hold stay): a crash in between leaves it
 // pending in the journal, read as unknown at the next start — counted,
-// never re-sent.
+// never re-sent. The same holds of a result that Stop, out of time, did
+// not wait for.
 const (
 	resultQueue = 4096 // results waiting for the writer; beyond, the accept path writes its own
 	resultBatch = 64   // results journaled in one call (under the journal's batch bound)
