@@ -60,44 +60,6 @@ func (j *Journal) SetAcceptResult(ctx context.Context, id int64, result, message
 	return nil
 }
 
-// AcceptResult is one result for SetAcceptResults.
-type AcceptResult struct {
-	ID      int64
-	Result  string
-	Message string
-	At      time.Time // zero means now
-}
-
-// SetAcceptResults records several results, each as SetAcceptResult would,
-// queued together so that they commit in one transaction (several when
-// more than a batch's rows, or when a statement fails: then each is written
-// on its own and only the failing one's error is set). It returns one error
-// per result, nil when it was written.
-func (j *Journal) SetAcceptResults(ctx context.Context, rs []AcceptResult) []error {
-	errs := make([]error, len(rs))
-	ops := make([]*op, 0, len(rs))
-	idx := make([]int, 0, len(rs))
-	for i, r := range rs {
-		if !acceptResultFrom[r.Result] {
-			errs[i] = fmt.Errorf("journal: set result of accept %d: %w: %q is not a send result", r.ID, ErrTransition, r.Result)
-			continue
-		}
-		atN, _, err := requiredNanos(r.At, "result_at")
-		if err != nil {
-			errs[i] = fmt.Errorf("journal: set result of accept %d: %w", r.ID, err)
-			continue
-		}
-		ops = append(ops, &op{kind: opResult, id: r.ID, result: r.Result, message: r.Message, at: atN})
-		idx = append(idx, i)
-	}
-	for k, err := range j.submitMany(ctx, ops) {
-		if err != nil {
-			errs[idx[k]] = fmt.Errorf("journal: set result of accept %d: %w", ops[k].id, err)
-		}
-	}
-	return errs
-}
-
 // SettleAccept settles an unknown (or pending) accept as AcceptOK with the
 // matching convert id, or as AcceptMissing. Settling an accept in any other
 // state is ErrTransition. The result time is kept if it was set.

@@ -43,7 +43,6 @@ type Pauser interface {
 type Journal interface {
 	InsertAccept(ctx context.Context, a journal.Accept) (int64, error)
 	SetAcceptResult(ctx context.Context, id int64, result, message string, at time.Time) error
-	SetAcceptResults(ctx context.Context, rs []journal.AcceptResult) []error
 	Accepts(ctx context.Context, f journal.AcceptFilter) ([]journal.Accept, error)
 	MarkPendingAcceptsUnknown(ctx context.Context) (int, error)
 }
@@ -102,20 +101,12 @@ type Runner struct {
 	policy   atomic.Pointer[config.Policy]
 	stopping atomic.Bool // set first thing in Stop: handlers return without deciding
 	// deciding is held (read) by a handler from its stopping check until
-	// its accept, if any, is counted in acceptsWG; Stop takes it (write)
-	// once to know no decision is under way and no accept will begin.
+	// its accept, if any, is launched; Stop takes it (write) once to know
+	// no decision is under way.
 	deciding sync.RWMutex
-	// An accept runs on its stream's goroutine, as a bare client's would:
-	// acceptsWG counts the accepts under way (Stop waits for them) and
-	// acceptsCtx is the context of every accept POST, cancelled only when
-	// Stop runs out of time.
-	acceptsWG     sync.WaitGroup
-	acceptsCtx    context.Context
-	acceptsCancel context.CancelFunc
-	// after owns the goroutine that journals accept results off the
-	// stream's goroutine (writeResults).
-	after   *lifecycle.Group
-	results chan acceptResult
+	// accepts owns the accept goroutines. Its context is the context of
+	// every accept POST: cancelled only when Stop runs out of time.
+	accepts *lifecycle.Group
 
 	mu       sync.Mutex // guards the fields below
 	state    int        // 0 new, 1 started, 2 stopped
@@ -201,12 +192,10 @@ func New(d Deps) *Runner {
 		log:      d.Log,
 		m:        d.Metrics,
 		now:      d.Now,
-		after:    lifecycle.New("trade: accept results"),
-		results:  make(chan acceptResult, resultQueue),
+		accepts:  lifecycle.New("trade: accepts"),
 		programs: map[string]*program{},
 		slots:    map[string]*slot{},
 	}
-	e.acceptsCtx, e.acceptsCancel = context.WithCancel(context.Background())
 	e.policy.Store(d.Policy)
 	return e
 }
@@ -240,10 +229,9 @@ func (e *Runner) Start(ctx context.Context) error {
 		}
 		programs = append(programs, p)
 	}
-	if err := e.after.Start(); err != nil {
+	if err := e.accepts.Start(); err != nil {
 		return err
 	}
-	e.after.Go(e.writeResults)
 	e.state = 1
 	// The first quotes arrive as soon as the streams open: give the first
 	// balance fetch a bounded moment, so they are decided on a known
@@ -338,35 +326,12 @@ func (e *Runner) install(p *program, from *program) {
 	e.meterProgram(p)
 }
 
-// handle decides one frame, on the stream's goroutine. An accepted quote is
-// journaled and sent on this goroutine too, before the next frame is read
-// (frames arriving meanwhile wait in the socket): nothing is handed over
-// between the decision and the POST.
+// handle decides one frame, on the stream's goroutine.
 func (e *Runner) handle(r *program, ev *quotes.Event) {
-	job, ok := e.decide(r, ev)
-	if !ok {
-		return
-	}
-	defer e.acceptsWG.Done()
-	e.accept(e.acceptsCtx, r, job)
-}
-
-// acceptJob is one decided accept, from the decision to its result.
-type acceptJob struct {
-	a          journal.Accept
-	decidedAt  time.Time
-	receivedAt time.Time
-	hold       balances.Hold
-}
-
-// decide decides one frame. For an accept it sets the in-flight flag, takes
-// the balance hold and counts the accept in acceptsWG (the caller runs it and
-// calls Done), all before Stop can see that no decision is under way.
-func (e *Runner) decide(r *program, ev *quotes.Event) (job acceptJob, accepted bool) {
 	e.deciding.RLock()
 	defer e.deciding.RUnlock()
 	if e.stopping.Load() || r.stopped.Load() {
-		return job, false
+		return
 	}
 	now := e.now()
 	env := e.env(r)
@@ -389,29 +354,9 @@ func (e *Runner) decide(r *program, ev *quotes.Event) (job acceptJob, accepted b
 		base, quote = r.prog.Quantities(ev.Quote)
 	}
 	if d.Outcome == strategy.OutcomeAccepted {
+		// The accept first: everything else waits until it is on its way.
 		r.prog.Commit(ev.Quote, now)
-		job = acceptJob{
-			a: journal.Accept{
-				Program: r.name,
-				QuoteID: ev.Quote.QuoteID,
-				// Raw aliases the frame, a fresh buffer the stream hands
-				// over to this handler and never touches again
-				// (quotes.Event): no copy.
-				RawQuote:     ev.Quote.Raw,
-				BaseAsset:    r.cfg.Base,
-				QuoteAsset:   r.cfg.Quote,
-				Side:         r.cfg.Side,
-				BaseQty:      base,
-				QuoteQty:     quote,
-				ExpiryMicros: ev.Quote.ExpiryMicros,
-			},
-			decidedAt:  now,
-			receivedAt: ev.ReceivedAt,
-			hold:       e.d.Book.Hold(r.sold, r.soldQty(base, quote)),
-		}
-		accepted = true
-		// Under deciding: Stop, once it holds deciding, waits for it.
-		e.acceptsWG.Add(1)
+		e.launch(r, ev, base, quote, now)
 	}
 	if valid {
 		if b := metrics.Value(base); b > 0 {
@@ -432,7 +377,32 @@ func (e *Runner) decide(r *program, ev *quotes.Event) (job acceptJob, accepted b
 	default:
 		r.latency.Observe(e.now().Sub(ev.ReceivedAt).Seconds())
 	}
-	return job, accepted
+}
+
+// launch starts the accept of a decided quote on its own goroutine, so the
+// stream keeps reading. The in-flight flag is set; the accept clears it.
+func (e *Runner) launch(r *program, ev *quotes.Event, base, quote decimal.Decimal, now time.Time) {
+	a := journal.Accept{
+		Program: r.name,
+		QuoteID: ev.Quote.QuoteID,
+		// Raw aliases the frame, a fresh buffer the stream hands over to
+		// this handler and never touches again (quotes.Event): no copy.
+		RawQuote:     ev.Quote.Raw,
+		BaseAsset:    r.cfg.Base,
+		QuoteAsset:   r.cfg.Quote,
+		Side:         r.cfg.Side,
+		BaseQty:      base,
+		QuoteQty:     quote,
+		ExpiryMicros: ev.Quote.ExpiryMicros,
+	}
+	hold := e.d.Book.Hold(r.sold, r.soldQty(base, quote))
+	receivedAt := ev.ReceivedAt
+	if !e.accepts.Go(func(ctx context.Context) { e.accept(ctx, r, a, now, receivedAt, hold) }) {
+		// Stopped between the decision and here: nothing was journaled.
+		r.slot.prog.Load().Release(base, quote, now)
+		e.d.Book.Drop(hold)
+		r.inFlight.Store(false)
+	}
 }
 
 func (r *program) soldQty(base, quote decimal.Decimal) decimal.Decimal {
@@ -455,21 +425,16 @@ func (e *Runner) env(r *program) strategy.Env {
 	return env
 }
 
-// accept is the accept path of one decided quote, on the stream's
-// goroutine, as a bare client's: journal (pending) → send the raw quote →
-// hand the desk's answer to the result writer (writeResults), which
-// journals it. The in-flight flag is held from the decision until it
-// returns. ctx (acceptsCtx) ends only when Stop runs out of time. Nothing
-// before the send logs or waits on anything but the journal.
-//
-// While it runs the stream reads nothing: the frames that arrive wait in
-// the socket and are decided when it returns (each on its own validity
-// then). Stale-stream detection is unaffected (the read deadline is set
-// before each read); Stop cancels ctx when out of time, and a reload
-// stopping the stream waits for it to return.
-func (e *Runner) accept(ctx context.Context, r *program, job acceptJob) {
-	a, decidedAt, hold := job.a, job.decidedAt, job.hold
+// accept is the accept path of one decided quote: journal (pending) → send
+// the raw quote → journal the result. The in-flight flag is held from the
+// decision until it returns. ctx (the accepts group's) ends only when Stop
+// runs out of time. Nothing before the send logs or waits on anything but
+// the journal.
+func (e *Runner) accept(ctx context.Context, r *program, a journal.Accept, decidedAt, receivedAt time.Time, hold balances.Hold) {
 	defer r.inFlight.Store(false)
+	// The progress gauge follows once the accept is settled (or released),
+	// never before the send: nothing but journaling is on that path.
+	defer e.meterExecuted(r)
 	jctx := context.WithoutCancel(ctx)
 	a.SentAt = e.now()
 	id, err := e.d.Journal.InsertAccept(jctx, a)
@@ -511,140 +476,40 @@ func (e *Runner) accept(ctx context.Context, r *program, job acceptJob) {
 	err = e.d.Desk.AcceptQuote(ctx, a.RawQuote)
 	crashpoint.Hit("accept-after-post")
 	r.validity.Observe(left.Seconds())
-	r.latency.Observe(sentAt.Sub(job.receivedAt).Seconds())
+	r.latency.Observe(sentAt.Sub(receivedAt).Seconds())
 	result, msg := classify(err)
 	if !rec.resolved.CompareAndSwap(false, true) {
 		return // Stop gave up waiting and journaled it unknown
 	}
-	res := acceptResult{r: r, a: a, id: id, result: result, msg: msg, at: e.now(), sentAt: sentAt,
-		decidedAt: decidedAt, hold: hold}
-	select {
-	case e.results <- res:
-	default:
-		// The result writer is far behind: write it here rather than wait.
-		e.writeResult(res)
-	}
-}
-
-// Result writing. An accept's result is journaled by the result writer
-// goroutine, so that the stream goes back to reading as soon as the desk has
-// answered, and the results that arrive while it commits are journaled
-// together in one transaction. The in-flight flag is cleared when the desk
-// answers: the program's next accept may be journaled and sent before this
-// one's result is. Until its result is written an accept counts as sent
-// (its progress and balance hold stay): a crash in between leaves it
-// pending in the journal, read as unknown at the next start — counted,
-// never re-sent. The same holds of a result that Stop, out of time, did
-// not wait for.
-const (
-	resultQueue = 4096 // results waiting for the writer; beyond, the accept path writes its own
-	resultBatch = 64   // results journaled in one call (under the journal's batch bound)
-	// resultLinger is how long the writer waits for more results after the
-	// first: what a result's log line, metrics and release wait at most.
-	resultLinger = 2 * time.Millisecond
-)
-
-// acceptResult is an accept the desk answered, waiting to be journaled.
-type acceptResult struct {
-	r                     *program
-	a                     journal.Accept
-	id                    int64
-	result, msg           string
-	at, sentAt, decidedAt time.Time
-	hold                  balances.Hold
-}
-
-// writeResults journals results until the group stops, then the ones still
-// queued: each time every result waiting (up to resultBatch) in one call.
-func (e *Runner) writeResults(ctx context.Context) {
-	batch := make([]acceptResult, 0, resultBatch)
-	rows := make([]journal.AcceptResult, 0, resultBatch)
-	linger := time.NewTimer(time.Hour)
-	linger.Stop()
-	for {
-		batch = batch[:0]
-		select {
-		case res := <-e.results:
-			batch = append(batch, res)
-		case <-ctx.Done():
-			for {
-				select {
-				case res := <-e.results:
-					e.writeResult(res)
-				default:
-					return
-				}
-			}
-		}
-		// Results are not on any accept's path: wait a moment for more, so
-		// that they share a transaction.
-		linger.Reset(resultLinger)
-	fill:
-		for len(batch) < resultBatch {
-			select {
-			case res := <-e.results:
-				batch = append(batch, res)
-			case <-linger.C:
-				break fill
-			case <-ctx.Done():
-				break fill
-			}
-		}
-		linger.Stop()
-		rows = rows[:0]
-		for _, res := range batch {
-			rows = append(rows, journal.AcceptResult{ID: res.id, Result: res.result, Message: res.msg, At: res.at})
-		}
-		errs := e.d.Journal.SetAcceptResults(context.Background(), rows)
-		for i, res := range batch {
-			e.settle(res, errs[i])
-		}
-		clear(batch)
-	}
-}
-
-// writeResult journals one accept's result and settles it.
-func (e *Runner) writeResult(res acceptResult) {
-	e.settle(res, e.d.Journal.SetAcceptResult(context.Background(), res.id, res.result, res.msg, res.at))
-}
-
-// settle follows an accept's result being journaled (jerr, nil when it
-// was): it counts, settles or releases it, and logs it.
-func (e *Runner) settle(res acceptResult, jerr error) {
-	r, a := res.r, res.a
-	if jerr != nil {
+	at := e.now()
+	if jerr := e.d.Journal.SetAcceptResult(jctx, id, result, msg, at); jerr != nil {
 		// Still pending in the journal: the next start reads it as unknown.
-		r.log.Error("journal accept result", zap.String("quote_id", a.QuoteID), zap.String("result", res.result), zap.Error(jerr))
+		r.log.Error("journal accept result", zap.String("quote_id", a.QuoteID), zap.String("result", result), zap.Error(jerr))
 	}
-	r.accepts[res.result].Inc()
-	fields := []zap.Field{zap.String("quote_id", a.QuoteID), zap.String("result", res.result), zap.Int64("accept_id", res.id),
-		zap.Stringer("base_qty", a.BaseQty), zap.Stringer("quote_qty", a.QuoteQty), zap.Duration("took", res.at.Sub(res.sentAt))}
-	switch res.result {
+	r.accepts[result].Inc()
+	fields := []zap.Field{zap.String("quote_id", a.QuoteID), zap.String("result", result), zap.Int64("accept_id", id),
+		zap.Stringer("base_qty", a.BaseQty), zap.Stringer("quote_qty", a.QuoteQty), zap.Duration("took", at.Sub(sentAt))}
+	switch result {
 	case journal.AcceptOK:
 		r.executed.Add(metrics.Value(a.BaseQty))
 		e.meterOK(r, a.BaseQty, a.QuoteQty)
-		e.d.Book.Settle(res.hold, res.at)
+		e.d.Book.Settle(hold, at)
 		r.log.Info("quote accepted", fields...)
 	case journal.AcceptUnknown:
 		// Counted as executed until reconciliation settles it; never re-sent.
-		e.d.Book.Settle(res.hold, res.at)
-		r.log.Warn("accept outcome unknown; reconciliation settles it", append(fields, zap.String("error", res.msg))...)
+		e.d.Book.Settle(hold, at)
+		r.log.Warn("accept outcome unknown; reconciliation settles it", append(fields, zap.String("error", msg))...)
 	default:
-		e.release(r, a, res.decidedAt, res.hold)
-		r.log.Warn("accept not executed", append(fields, zap.String("message", res.msg))...)
-		return
+		e.release(r, a, decidedAt, hold)
+		r.log.Warn("accept not executed", append(fields, zap.String("message", msg))...)
 	}
-	e.meterExecuted(r)
 }
 
 // release takes back what an accept that did not execute counted: its
 // progress (where the program is counted now) and its balance hold.
-// The progress gauge follows (never before a send: nothing but journaling
-// is on that path).
 func (e *Runner) release(r *program, a journal.Accept, decidedAt time.Time, hold balances.Hold) {
 	r.slot.prog.Load().Release(a.BaseQty, a.QuoteQty, decidedAt)
 	e.d.Book.Drop(hold)
-	e.meterExecuted(r)
 }
 
 // notSent journals a journaled accept that is not sent as an error and
@@ -711,23 +576,14 @@ func (e *Runner) Stop(ctx context.Context) error {
 			}
 		}()
 	}
-	accepted := make(chan struct{})
-	go func() {
-		e.acceptsWG.Wait()
-		close(accepted)
-	}()
-	select {
-	case <-accepted:
-	case <-ctx.Done():
-		// Out of time: cancel the POSTs still waiting and journal them
-		// unknown (SPEC 7.10).
-		e.acceptsCancel()
+	if e.accepts.Wait(ctx) != nil {
+		// Out of time: cancel the POSTs still waiting (ctx is done, so Stop
+		// returns at once) and journal them unknown (SPEC 7.10).
+		_ = e.accepts.Stop(ctx)
 		e.abandon(ctx, programs)
 	}
 	wg.Wait()
-	e.acceptsCancel()
-	// The results of the accepts that finished, then the result writers.
-	_ = e.after.Stop(ctx)
+	_ = e.accepts.Stop(ctx)
 	return nil
 }
 
