@@ -160,7 +160,7 @@ func slug(h string) string {
 // docs/runbook.md#<alert name in lower case>, and the runbook has that
 // anchor under a heading named as the alert.
 func TestEveryAlertHasItsRunbookSection(t *testing.T) {
-	raw, err := os.ReadFile(filepath.Join(root, "deploy/k8s/prometheusrule.yaml"))
+	raw, err := os.ReadFile(filepath.Join(root, "deploy/k8s/base/prometheusrule.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -266,7 +266,7 @@ func TestPolicyReferenceCoversEveryKey(t *testing.T) {
 		}
 	}
 	keys := map[string]bool{}
-	for _, f := range []string{"configs/sandbox.yaml", "deploy/k8s/policy.yaml"} {
+	for _, f := range []string{"configs/sandbox.yaml", "deploy/k8s/base/policy.yaml"} {
 		raw, err := os.ReadFile(filepath.Join(root, f))
 		if err != nil {
 			t.Fatal(err)

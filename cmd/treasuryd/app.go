@@ -86,6 +86,15 @@ func appOptions(p *config.Policy, up upstream, path, apiKey string, log *zap.Log
 		}),
 		config.Module,
 		journal.Module,
+		// Leadership in the metrics once the journal holds its term (1 on
+		// SQLite; on PostgreSQL the term its OnStart began).
+		fx.Invoke(func(lc fx.Lifecycle, j *journal.Journal, m *metrics.Metrics) {
+			lc.Append(fx.Hook{OnStart: func(context.Context) error {
+				m.Leader.Set(1)
+				m.LeaderTerm.Set(float64(j.Term()))
+				return nil
+			}})
+		}),
 		authority.Module,
 		// The keeper first: built here, right after the journal, its OnStart
 		// admits the file's policy (SPEC 10) before any part that reads the
@@ -127,6 +136,7 @@ func statusSources(j *journal.Journal, e *trade.Runner, book *balances.Book, g *
 		ResolveWithdrawal: rb.Resolve,
 		Reconcile:         func() any { return rec.Status() },
 		Authority:         func() any { return k.Status() },
+		Term:              j.Term,
 		Audit: func() any {
 			h, err := j.AuditHead(context.Background())
 			if err != nil {
@@ -180,35 +190,58 @@ func cmdRun(c *common, _ []string, stdout, stderr io.Writer) int {
 		defer sb.Close()
 		up = sb.upstream()
 	}
-	app := fx.New(appOptions(p, up, c.configPath, apiKey, log, extra...))
+	if p.State.PostgresDSNEnv != "" {
+		return runHA(p, up, c.configPath, apiKey, log, sig, extra)
+	}
+	code, _ := serve(p, fx.New(appOptions(p, up, c.configPath, apiKey, log, extra...)), log, sig, nil, nil)
+	return code
+}
+
+// serve starts app and runs it until SIGTERM/SIGINT (exitOK once stopped),
+// or, on a PostgreSQL journal, until leadership is lost (a value on lost)
+// or the journal refused a write as fenced: it then stops the app at once,
+// as at SIGTERM (no new decision, in-flight POSTs finished or journaled
+// unknown), and returns stepDown=true.
+func serve(p *config.Policy, app *fx.App, log *zap.Logger, sig <-chan os.Signal,
+	lost <-chan error, fenced <-chan struct{}) (code int, stepDown bool) {
 	if err := app.Err(); err != nil {
 		log.Error("daemon not built", zap.Error(err))
-		return exitRuntime
+		return exitRuntime, false
 	}
 	startCtx, cancel := context.WithTimeout(context.Background(), startTimeout)
-	err = app.Start(startCtx)
+	err := app.Start(startCtx)
 	cancel()
 	if err != nil {
 		log.Error("daemon did not start", zap.Error(err))
 		stopCtx, cancel := context.WithTimeout(context.Background(), p.ShutdownTimeout)
 		app.Stop(stopCtx)
 		cancel()
-		return exitRuntime
+		return exitRuntime, false
 	}
 	log.Info("treasuryd running", zap.String("version", version), zap.String("account", p.AccountID),
 		zap.Int("programs", len(p.Programs)), zap.Int("rules", len(p.Rebalance.Rules)), zap.Bool("dry_run", p.DryRun),
 		zap.Bool("sandbox", p.Sandbox != nil))
 
-	s := <-sig
-	log.Info("stopping", zap.String("signal", s.String()), zap.Duration("timeout", p.ShutdownTimeout))
+	select {
+	case s := <-sig:
+		log.Info("stopping", zap.String("signal", s.String()), zap.Duration("timeout", p.ShutdownTimeout))
+	case err := <-lost:
+		log.Error("leadership lost: stepping down at once", zap.Error(err))
+		stepDown = true
+	case <-fenced:
+		log.Error("a journal write was fenced (another process leads under a newer term): stepping down at once")
+		stepDown = true
+	}
 	// Nine tenths of the timeout for the hooks; the rest for closing the
 	// sandbox and exiting, so the process is gone within the timeout.
 	stopCtx, cancel := context.WithTimeout(context.Background(), p.ShutdownTimeout*9/10)
 	defer cancel()
 	if err := app.Stop(stopCtx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		log.Error("stopped with errors", zap.Error(err))
-		return exitRuntime
+		if !stepDown {
+			return exitRuntime, false
+		}
 	}
 	log.Info("stopped")
-	return exitOK
+	return exitOK, stepDown
 }

@@ -15,6 +15,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -26,7 +27,7 @@ import (
 
 const auditUsage = `usage:
   treasuryd audit verify -journal PATH [-head SEQ:HASH]
-  treasuryd audit verify -postgres-dsn-env NAME        (not available yet)
+  treasuryd audit verify -postgres-dsn-env NAME [-head SEQ:HASH]
   treasuryd audit export -journal PATH [-since 720h] [-format jsonl|csv]
 
 verify exits 0 when the chain is intact, 4 naming the first bad entry.
@@ -48,7 +49,7 @@ func cmdAudit(args []string, stdout, stderr io.Writer) int {
 	path := fs.String("journal", "", "journal file (required)")
 	switch sub {
 	case "verify":
-		dsnEnv := fs.String("postgres-dsn-env", "", "environment variable holding a PostgreSQL DSN (a future backend)")
+		dsnEnv := fs.String("postgres-dsn-env", "", "environment variable holding the PostgreSQL journal's DSN")
 		head := fs.String("head", "", "a head pinned earlier, SEQ:HASH: the chain must still hold it")
 		if code, ok := parseAuditFlags(fs, rest); !ok {
 			return code
@@ -57,12 +58,18 @@ func cmdAudit(args []string, stdout, stderr io.Writer) int {
 		case *dsnEnv != "" && *path != "":
 			fmt.Fprintln(stderr, "treasuryd audit verify: give -journal or -postgres-dsn-env, not both")
 			return exitUsage
-		case *dsnEnv != "":
-			fmt.Fprintln(stderr, "treasuryd audit verify: -postgres-dsn-env: the PostgreSQL journal is not available yet; verify a SQLite journal with -journal")
+		case *path == "" && *dsnEnv == "":
+			fmt.Fprintln(stderr, "treasuryd audit verify: -journal or -postgres-dsn-env is required")
 			return exitUsage
-		case *path == "":
-			fmt.Fprintln(stderr, "treasuryd audit verify: -journal is required")
-			return exitUsage
+		}
+		open := func() (*journal.Journal, error) { return journal.OpenReadOnly(*path) }
+		if *dsnEnv != "" {
+			dsn := strings.TrimSpace(os.Getenv(*dsnEnv))
+			if dsn == "" {
+				fmt.Fprintf(stderr, "treasuryd audit verify: -postgres-dsn-env: environment variable %s is empty\n", *dsnEnv)
+				return exitUsage
+			}
+			open = func() (*journal.Journal, error) { return journal.OpenPostgresReadOnly(dsn) }
 		}
 		var pin *journal.AuditHead
 		if *head != "" {
@@ -73,7 +80,7 @@ func cmdAudit(args []string, stdout, stderr io.Writer) int {
 			}
 			pin = &h
 		}
-		return auditVerify(*path, pin, stdout, stderr)
+		return auditVerify(open, pin, stdout, stderr)
 	case "export":
 		since := fs.Duration("since", 720*time.Hour, "export entries appended within this long before now (0: all)")
 		format := fs.String("format", "jsonl", "jsonl or csv")
@@ -135,8 +142,8 @@ func parsePinnedHead(s string) (journal.AuditHead, error) {
 // auditVerify opens the journal read-only (never a writer lock), verifies
 // it, and prints the head (exit 0) or every problem found, the first bad
 // entry first (exit 4).
-func auditVerify(path string, pin *journal.AuditHead, stdout, stderr io.Writer) int {
-	j, err := journal.OpenReadOnly(path)
+func auditVerify(open func() (*journal.Journal, error), pin *journal.AuditHead, stdout, stderr io.Writer) int {
+	j, err := open()
 	if err != nil {
 		fmt.Fprintf(stderr, "treasuryd audit verify: %v\n", err)
 		return exitRuntime

@@ -226,8 +226,8 @@ func TestAuditVerifyPinnedHeadCatchesARewrittenChain(t *testing.T) {
 }
 
 // TestAuditVerifyUsage: the flags' errors are usage errors (2), an unreadable
-// journal a runtime failure (1), and the PostgreSQL backend is named as not
-// available yet.
+// journal a runtime failure (1), and -postgres-dsn-env naming an empty
+// variable a usage error (its success is in TestHATakeoverAfterKill9OfTheLeader).
 func TestAuditVerifyUsage(t *testing.T) {
 	path := auditFixture(t)
 	tests := []struct {
@@ -236,8 +236,8 @@ func TestAuditVerifyUsage(t *testing.T) {
 		code int
 		says string
 	}{
-		{"no journal", []string{"verify"}, exitUsage, "-journal is required"},
-		{"postgres", []string{"verify", "-postgres-dsn-env", "TREASURYD_DSN"}, exitUsage, "not available yet"},
+		{"no journal", []string{"verify"}, exitUsage, "-journal or -postgres-dsn-env is required"},
+		{"postgres without a DSN", []string{"verify", "-postgres-dsn-env", "TREASURYD_AUDIT_TEST_UNSET_DSN"}, exitUsage, "is empty"},
 		{"both", []string{"verify", "-journal", path, "-postgres-dsn-env", "X"}, exitUsage, "not both"},
 		{"bad pin", []string{"verify", "-journal", path, "-head", "3:zz"}, exitUsage, "64 hex digits"},
 		{"missing file", []string{"verify", "-journal", filepath.Join(t.TempDir(), "none.db")}, exitRuntime, "no such file"},

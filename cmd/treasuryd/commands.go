@@ -68,7 +68,7 @@ func cmdReconcile(c *common, _ []string, stdout, stderr io.Writer) int {
 	}
 	log := c.logger(stderr)
 	defer log.Sync()
-	j, err := journal.Open(p.State.Path)
+	j, err := openJournal(p)
 	if err != nil {
 		log.Error("journal", zap.Error(err))
 		return exitRuntime
@@ -121,4 +121,19 @@ func cmdAddresses(c *common, _ []string, stdout, stderr io.Writer) int {
 		return exitRuntime
 	}
 	return exitOK
+}
+
+// openJournal opens the policy's journal for a one-shot command beside a
+// running daemon: the SQLite file, or the PostgreSQL database (without a
+// leadership term: it can settle and report, never journal an accept or a
+// withdrawal intent).
+func openJournal(p *config.Policy) (*journal.Journal, error) {
+	if p.State.PostgresDSNEnv == "" {
+		return journal.Open(p.State.Path)
+	}
+	dsn, err := p.State.PostgresDSN()
+	if err != nil {
+		return nil, err
+	}
+	return journal.OpenPostgres(dsn)
 }

@@ -223,7 +223,7 @@ func TestValidateExitCodes(t *testing.T) {
 	if err != nil || len(bad) < 20 {
 		t.Fatalf("bad-policy fixtures: %d, %v", len(bad), err)
 	}
-	for _, good := range []string{"../../configs/sandbox.yaml", "../../configs/production.example.yaml", "../../deploy/k8s/policy.yaml"} {
+	for _, good := range []string{"../../configs/sandbox.yaml", "../../configs/production.example.yaml", "../../deploy/k8s/base/policy.yaml", "../../deploy/k8s/overlays/ha/policy.yaml"} {
 		t.Run(filepath.Base(good), func(t *testing.T) {
 			code, out, errs := runCLI(t, "validate", "-config", good)
 			if code != 0 || strings.TrimSpace(out) != "ok" {
@@ -270,6 +270,11 @@ func TestSandboxPauseSurvivesRestart(t *testing.T) {
 	waitFor(t, 20*time.Second, "/readyz", func() bool { c, _ := d.get("/readyz"); return c == 200 })
 	if c, _ := d.get("/healthz"); c != 200 {
 		t.Fatalf("/healthz: %d", c)
+	}
+	// On SQLite the one process always leads, under term 1 (SPEC 11).
+	if d.metric("treasuryd_leader") != 1 || d.metric("treasuryd_leader_term") != 1 || d.role() != "leader" {
+		t.Fatalf("SQLite daemon: treasuryd_leader %v, treasuryd_leader_term %v, role %q; want 1, 1, leader",
+			d.metric("treasuryd_leader"), d.metric("treasuryd_leader_term"), d.role())
 	}
 	if c := d.post("/pause", ""); c != http.StatusUnauthorized {
 		t.Fatalf("pause without a token: %d; want 401", c)

@@ -52,7 +52,7 @@ var grafanaVars = strings.NewReplacer("$__rate_interval", "1m", "${__rate_interv
 
 func dashboardQueries(t *testing.T) []panelQuery {
 	t.Helper()
-	raw, err := os.ReadFile("../../deploy/k8s/dashboard.json")
+	raw, err := os.ReadFile("../../deploy/k8s/base/dashboard.json")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,7 +84,7 @@ func dashboardQueries(t *testing.T) []panelQuery {
 // rule file and returns its path and the alert names it holds.
 func ruleGroups(t *testing.T, dir string) (path string, alerts []string) {
 	t.Helper()
-	raw, err := os.ReadFile("../../deploy/k8s/prometheusrule.yaml")
+	raw, err := os.ReadFile("../../deploy/k8s/base/prometheusrule.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}

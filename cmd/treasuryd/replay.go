@@ -54,11 +54,19 @@ func cmdReplay(c *common, _ []string, stdout, stderr io.Writer) int {
 			return exitUsage
 		}
 	}
-	path := o.journal
-	if path == "" {
-		path = p.State.Path
+	var j *journal.Journal
+	var err error
+	switch {
+	case o.journal != "":
+		j, err = journal.OpenReadOnly(o.journal)
+	case p.State.PostgresDSNEnv != "":
+		var dsn string
+		if dsn, err = p.State.PostgresDSN(); err == nil {
+			j, err = journal.OpenPostgresReadOnly(dsn)
+		}
+	default:
+		j, err = journal.OpenReadOnly(p.State.Path)
 	}
-	j, err := journal.OpenReadOnly(path)
 	if err != nil {
 		fmt.Fprintf(stderr, "treasuryd replay: %v\n", err)
 		return exitRuntime

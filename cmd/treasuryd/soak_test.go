@@ -49,6 +49,7 @@ import (
 	"github.com/shopspring/decimal"
 
 	"treasuryd/internal/journal"
+	"treasuryd/internal/pgtest"
 )
 
 const (
@@ -196,7 +197,11 @@ func (p soakPolicy) yaml(e *soakEnv) string {
 	fmt.Fprintf(&b, "astra:\n  base_url: %q\n  ws_url: %q\n  api_key_env: \"ASTRA_API_KEY\"\n  request_timeout: 1s\n",
 		e.proxy.url+"/v2", "ws://"+e.deskAddr+"/v2")
 	fmt.Fprintf(&b, "astral:\n  base_url: %q\n  request_timeout: 1s\n", "http://"+e.astralAddr)
-	fmt.Fprintf(&b, "state:\n  path: %q\n  quote_retention: 1h\n", e.journalPath)
+	if e.pgDSN != "" {
+		fmt.Fprintf(&b, "state:\n  postgres_dsn_env: %q\n  quote_retention: 1h\nha:\n  lease: 2s\n", soakDSNEnv)
+	} else {
+		fmt.Fprintf(&b, "state:\n  path: %q\n  quote_retention: 1h\n", e.journalPath)
+	}
 	fmt.Fprintf(&b, "http:\n  listen: %q\n  admin_token_env: \"TREASURYD_ADMIN_TOKEN\"\n", e.httpAddr)
 	fmt.Fprintf(&b, "dry_run: false\nshutdown_timeout: %s\n", soakShutdownTimeout)
 	fmt.Fprintf(&b, `compliance:
@@ -455,8 +460,12 @@ type soakEnv struct {
 	proxy       *deskProxy
 	policyPath  string
 	journalPath string
-	httpAddr    string
-	rng         *rand.Rand
+	// pgDSN, with TREASURYD_SOAK_POSTGRES=1, is a fresh PostgreSQL
+	// database holding the journal instead of journalPath (the daemon
+	// leads it alone, under a new term after every restart).
+	pgDSN    string
+	httpAddr string
+	rng      *rand.Rand
 
 	gen       int
 	opsOn     bool
@@ -717,6 +726,18 @@ func (e *soakEnv) candidates(t time.Time) []soakPolicy {
 	return out
 }
 
+// soakDSNEnv names the variable the PostgreSQL variant passes its DSN in.
+const soakDSNEnv = "TREASURYD_SOAK_PG_DSN"
+
+// openJournal opens the soak's journal read-only: the file, or the
+// PostgreSQL database of the TREASURYD_SOAK_POSTGRES=1 variant.
+func (e *soakEnv) openJournal() (*journal.Journal, error) {
+	if e.pgDSN != "" {
+		return journal.OpenPostgresReadOnly(e.pgDSN)
+	}
+	return journal.OpenReadOnly(e.journalPath)
+}
+
 // --- daemon lifecycle ----------------------------------------------------
 
 // spawn starts a daemon process without waiting for it.
@@ -730,7 +751,7 @@ func (e *soakEnv) spawn() *soakRun {
 		t.Fatal(err)
 	}
 	r.cmd = exec.Command(e.bin, "run", "-config", e.policyPath)
-	r.cmd.Env = append(os.Environ(), "ASTRA_API_KEY="+soakAPIKey, "TREASURYD_ADMIN_TOKEN="+soakAdminToken)
+	r.cmd.Env = append(os.Environ(), "ASTRA_API_KEY="+soakAPIKey, "TREASURYD_ADMIN_TOKEN="+soakAdminToken, soakDSNEnv+"="+e.pgDSN)
 	r.cmd.Stdout, r.cmd.Stderr = logf, logf
 	r.start = time.Now()
 	if err := r.cmd.Start(); err != nil {
@@ -826,7 +847,7 @@ func (e *soakEnv) sigterm(what string) {
 	}
 	// SPEC 7.10: in-flight POSTs finished or were journaled unknown; an
 	// intent without a result would mean a POST whose fate nobody wrote down.
-	j, err := journal.OpenReadOnly(e.journalPath)
+	j, err := e.openJournal()
 	if err != nil {
 		t.Fatalf("open journal after SIGTERM: %v", err)
 	}
@@ -1162,7 +1183,7 @@ func (e *soakEnv) stepOperator() {
 	if len(st.Withdrawals.Unresolved) == 0 {
 		return
 	}
-	j, err := journal.OpenReadOnly(e.journalPath)
+	j, err := e.openJournal()
 	if err != nil {
 		t.Fatalf("open journal: %v", err)
 	}
@@ -1300,6 +1321,10 @@ func TestSoak(t *testing.T) {
 	t.Cleanup(e.proxy.srv.Close)
 	e.policyPath = filepath.Join(e.dir, "policy.yaml")
 	e.journalPath = filepath.Join(e.dir, "journal.db")
+	if os.Getenv("TREASURYD_SOAK_POSTGRES") == "1" {
+		e.pgDSN = pgtest.Database(t)
+		t.Log("soak: the journal is PostgreSQL")
+	}
 	e.httpAddr = freePort(t)
 	if err := e.addProof(); err != nil {
 		t.Fatal(err)
@@ -1517,7 +1542,7 @@ func (e *soakEnv) check() {
 	st := e.simState()
 	posts, statuses, unanswered, badKey := e.proxy.snapshot()
 
-	j, err := journal.OpenReadOnly(e.journalPath)
+	j, err := e.openJournal()
 	if err != nil {
 		t.Fatalf("open journal: %v", err)
 	}
@@ -2079,7 +2104,7 @@ func (e *soakEnv) check() {
 	// withdrawals, which -withdraw-fail makes on purpose and which the
 	// report rightly lists for 24h (SPEC 5.4 failed_withdrawal).
 	rc := exec.Command(e.bin, "reconcile", "-config", e.policyPath)
-	rc.Env = append(os.Environ(), "ASTRA_API_KEY="+soakAPIKey, "TREASURYD_ADMIN_TOKEN="+soakAdminToken)
+	rc.Env = append(os.Environ(), "ASTRA_API_KEY="+soakAPIKey, "TREASURYD_ADMIN_TOKEN="+soakAdminToken, soakDSNEnv+"="+e.pgDSN)
 	var outb, errb bytes.Buffer
 	rc.Stdout, rc.Stderr = &outb, &errb
 	if err := rc.Run(); err != nil {
@@ -2126,7 +2151,7 @@ func (e *soakEnv) check() {
 
 	// After the reconciliation every accept is settled: ok exactly for the
 	// quotes the desk booked.
-	j2, err := journal.OpenReadOnly(e.journalPath)
+	j2, err := e.openJournal()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,9 @@
 package config
 
 import (
+	"fmt"
+	"os"
+	"strings"
 	"time"
 
 	"github.com/paulmach/orb"
@@ -18,6 +21,7 @@ type Policy struct {
 	State           State
 	HTTP            HTTP
 	Authority       Authority
+	HA              HA
 	DryRun          bool
 	ShutdownTimeout time.Duration // default 15s
 	Compliance      Compliance
@@ -49,7 +53,11 @@ type Astral struct {
 
 // State is the journal location.
 type State struct {
-	Path           string        // default "treasuryd.db"
+	Path string // default "treasuryd.db"; empty with PostgresDSNEnv
+	// PostgresDSNEnv names the environment variable holding a PostgreSQL
+	// DSN: the journal of a hot standby pair (SPEC 11). Exactly one of Path
+	// and PostgresDSNEnv is set.
+	PostgresDSNEnv string
 	QuoteRetention time.Duration // 0: record no quote frames
 }
 
@@ -60,6 +68,27 @@ type HTTP struct {
 	// (/pause, /resume, /withdrawals/{id}/resolve); Listen then has none.
 	AdminListen   string
 	AdminTokenEnv string // default "TREASURYD_ADMIN_TOKEN"
+}
+
+// HA is leadership on a PostgreSQL journal (SPEC 11).
+type HA struct {
+	// Lease: a leader that cannot confirm its leadership within this stops
+	// acting at once (default 10s).
+	Lease time.Duration
+}
+
+// PostgresDSN reads the PostgreSQL DSN from the environment variable
+// state.postgres_dsn_env names. The DSN may hold a password: it never
+// appears in an error.
+func (s State) PostgresDSN() (string, error) {
+	if s.PostgresDSNEnv == "" {
+		return "", fmt.Errorf("state.postgres_dsn_env is not set")
+	}
+	v := strings.TrimSpace(os.Getenv(s.PostgresDSNEnv))
+	if v == "" {
+		return "", fmt.Errorf("environment variable %s (state.postgres_dsn_env) is empty", s.PostgresDSNEnv)
+	}
+	return v, nil
 }
 
 // Authority holds the time lock on widening changes (SPEC 10).

@@ -18,6 +18,8 @@ func restartOnly(old, new *Policy) []string {
 	check("astra", old.Astra, new.Astra)
 	check("astral", old.Astral, new.Astral)
 	check("state.path", old.State.Path, new.State.Path)
+	check("state.postgres_dsn_env", old.State.PostgresDSNEnv, new.State.PostgresDSNEnv)
+	check("ha", old.HA, new.HA)
 	// Recording is wired at start: a new retention applies at once, but
 	// turning it on or off takes a restart.
 	check("state.quote_retention (recording on or off)", old.State.QuoteRetention == 0, new.State.QuoteRetention == 0)

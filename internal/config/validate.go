@@ -41,6 +41,11 @@ const (
 	// before it can move funds. The sandbox may set any value, 0s included.
 	DefaultAuthorityHold = 24 * time.Hour
 	MinAuthorityHold     = time.Hour
+	// DefaultLease: a leader that cannot confirm its leadership this long
+	// stops acting (SPEC 11); MinLease keeps a lease several database round
+	// trips long.
+	DefaultLease = 10 * time.Second
+	MinLease     = time.Second
 	// MinAdminTokenLen: a shorter admin token is a policy error at start.
 	MinAdminTokenLen = 24
 )
@@ -56,7 +61,7 @@ var (
 
 // policy walks the root mapping.
 func (c *checker) policy(root *yaml.Node) *Policy {
-	s := c.section(root, "", 1, "account_id", "astra", "astral", "state", "http", "authority", "dry_run",
+	s := c.section(root, "", 1, "account_id", "astra", "astral", "state", "http", "authority", "ha", "dry_run",
 		"shutdown_timeout", "compliance", "programs", "withdraw", "rebalance", "reconcile", "sandbox")
 	p := &Policy{}
 
@@ -70,7 +75,8 @@ func (c *checker) policy(root *yaml.Node) *Policy {
 	}
 	p.Astra = c.astra(s.sub("astra", "base_url", "ws_url", "api_key_env", "api_key_file", "request_timeout", "stream_stale_after"), p.Sandbox != nil)
 	p.Astral = c.astral(s.sub("astral", "base_url", "request_timeout"), p.Sandbox != nil)
-	p.State = c.state(s.sub("state", "path", "quote_retention"))
+	p.State = c.state(s.sub("state", "path", "postgres_dsn_env", "quote_retention"))
+	p.HA = c.ha(s.sub("ha", "lease"), p.State, s)
 	p.HTTP = c.http(s.sub("http", "listen", "admin_listen", "admin_token_env"))
 	p.Authority = c.authority(s.sub("authority", "hold"), p.Sandbox != nil)
 	p.DryRun = s.boolean("dry_run")
@@ -174,10 +180,43 @@ func (c *checker) astral(s *section, sandbox bool) Astral {
 }
 
 func (c *checker) state(s *section) State {
-	return State{
+	st := State{
 		Path:           s.strOr("path", DefaultStatePath),
+		PostgresDSNEnv: s.str("postgres_dsn_env"),
 		QuoteRetention: s.duration("quote_retention", 0, nonNegative),
 	}
+	if s.has("postgres_dsn_env") {
+		// Exactly one journal: the SQLite default path does not apply.
+		if s.has("path") {
+			path, line := s.at("postgres_dsn_env")
+			c.addf(path, line, "set together with state.path: give exactly one journal (a SQLite path or a PostgreSQL DSN variable)")
+		}
+		st.Path = ""
+		if st.PostgresDSNEnv == "" {
+			path, line := s.at("postgres_dsn_env")
+			c.addf(path, line, "is empty: name the environment variable holding the PostgreSQL DSN")
+		} else {
+			s.envVar("postgres_dsn_env", st.PostgresDSNEnv)
+		}
+	}
+	return st
+}
+
+// ha reads the ha section, which only a PostgreSQL journal may have.
+func (c *checker) ha(s *section, st State, root *section) HA {
+	h := HA{Lease: s.duration("lease", DefaultLease, positive)}
+	if !root.has("ha") {
+		return h
+	}
+	if st.PostgresDSNEnv == "" {
+		path, line := root.at("ha")
+		c.addf(path, line, "needs state.postgres_dsn_env: a hot standby runs on a PostgreSQL journal (SQLite is single-process)")
+	}
+	if h.Lease > 0 && h.Lease < MinLease && s.has("lease") {
+		path, line := s.at("lease")
+		c.addf(path, line, "must be at least %s (the leader confirms its lease several times per period), got %s", MinLease, s.vals["lease"].Value)
+	}
+	return h
 }
 
 func (c *checker) http(s *section) HTTP {

@@ -133,6 +133,10 @@ func TestBadPoliciesReportEveryProblemWithPathAndLine(t *testing.T) {
 			{"compliance.subject", 3, "is required when compliance is enabled"},
 		}},
 		{"authority_hold_short.yaml", []want{{"authority.hold", 6, "must be at least 1h0m0s outside the sandbox"}}},
+		{"state_two_journals.yaml", []want{{"state.postgres_dsn_env", 7, "give exactly one journal"}}},
+		{"ha_without_postgres.yaml", []want{{"ha", 5, "needs state.postgres_dsn_env"}}},
+		{"ha_lease_short.yaml", []want{{"ha.lease", 8, "must be at least 1s"}}},
+		{"state_postgres_env_bad.yaml", []want{{"state.postgres_dsn_env", 6, "must be the name of an environment variable"}}},
 		{"authority_hold_negative.yaml", []want{{"authority.hold", 4, "must not be negative"}}},
 		{"compliance_trusted_provers_missing.yaml", []want{
 			{"compliance.trusted_provers", 8, "at least one trusted prover is required when compliance is enabled outside the sandbox"},
@@ -262,6 +266,8 @@ func TestMinimalPolicyGetsTheDefaults(t *testing.T) {
 		{"compliance.max_proof_age", p.Compliance.MaxProofAge, 24 * time.Hour},
 		{"compliance.refresh_interval", p.Compliance.RefreshInterval, time.Minute},
 		{"sandbox", p.Sandbox == nil, true},
+		{"state.postgres_dsn_env", p.State.PostgresDSNEnv, ""},
+		{"ha.lease", p.HA.Lease, 10 * time.Second},
 	}
 	for _, c := range checks {
 		if c.got != c.want {
@@ -409,5 +415,23 @@ http:
 	if _, err := Parse([]byte("account_id: \"3b7a5c1e-0f4e-4a51-9a6e-1f0c2d3e4f50\"\nsandbox: {}\n"), "p.yaml"); err == nil ||
 		!strings.Contains(err.Error(), "http.admin_token_env") {
 		t.Errorf("short token in the default variable: %v", err)
+	}
+}
+
+func TestPostgresJournalDropsTheDefaultPathAndTakesALease(t *testing.T) {
+	p, err := Parse([]byte(minimal+"state:\n  postgres_dsn_env: TREASURYD_POSTGRES_DSN\nha:\n  lease: 3s\n"), "pg.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.State.Path != "" || p.State.PostgresDSNEnv != "TREASURYD_POSTGRES_DSN" || p.HA.Lease != 3*time.Second {
+		t.Fatalf("state %+v ha %+v", p.State, p.HA)
+	}
+	t.Setenv("TREASURYD_POSTGRES_DSN", "")
+	if _, err := p.State.PostgresDSN(); err == nil || !strings.Contains(err.Error(), "TREASURYD_POSTGRES_DSN") {
+		t.Fatalf("empty DSN variable: %v", err)
+	}
+	t.Setenv("TREASURYD_POSTGRES_DSN", "postgres://u:secret@db/treasuryd")
+	if dsn, err := p.State.PostgresDSN(); err != nil || dsn != "postgres://u:secret@db/treasuryd" {
+		t.Fatalf("DSN %q, %v", dsn, err)
 	}
 }

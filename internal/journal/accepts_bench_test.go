@@ -33,7 +33,15 @@ func reportCPU(b *testing.B, start time.Duration) {
 // once, as N programs accepting together do; ns/op is then the journal's
 // throughput per accept, and each caller waits at most one batch. cpu-ns/op
 // is the CPU time per accept, background checkpoints included.
-func BenchmarkInsertAccept(b *testing.B) {
+func BenchmarkInsertAccept(b *testing.B) { benchInsertAccept(b) }
+
+// BenchmarkInsertAcceptPostgres is BenchmarkInsertAccept on the PostgreSQL
+// journal (TREASURYD_TEST_POSTGRES_DSN), with a leadership term, so each
+// insert also reads the fencing term in its transaction. Its cost is the
+// round trips to the server, not CPU: read ns/op beside cpu-ns/op.
+func BenchmarkInsertAcceptPostgres(b *testing.B) { b.Run("postgres", benchInsertAccept) }
+
+func benchInsertAccept(b *testing.B) {
 	for _, callers := range []int{1, 8, 50} {
 		b.Run("callers="+strconv.Itoa(callers), func(b *testing.B) {
 			j, _ := openTemp(b)

@@ -44,6 +44,7 @@ const (
 	AuditAuthorityCancelled  = "authority_cancelled"   // a pending change withdrawn
 	AuditAuthorityMatured    = "authority_matured"     // a pending change in force
 	AuditAuthorityBaseline   = "authority_baseline"    // the settings in force changed (narrowing at once, or a change matured)
+	AuditLeadershipTerm      = "leadership_term"       // BeginTerm: a process leads a PostgreSQL journal under a new fencing term
 	AuditAcceptSnapshot      = "accept_snapshot"       // an accept journaled before the chain existed
 	AuditWithdrawalSnapshot  = "withdrawal_snapshot"   // likewise a withdrawal
 	AuditPauseSnapshot       = "pause_snapshot"        // likewise the pause flag
@@ -78,6 +79,7 @@ var auditKinds = map[string]struct {
 	AuditAuthorityCancelled:  {"", false},
 	AuditAuthorityMatured:    {"", false},
 	AuditAuthorityBaseline:   {"", false},
+	AuditLeadershipTerm:      {"", false},
 }
 
 // AuditHead is the newest entry of the chain: what an outside system pins.
@@ -200,6 +202,19 @@ func (j *Journal) appendAudit(ctx context.Context, tx *sql.Tx, kind, by string, 
 type auditWriter interface {
 	insertEntry(ctx context.Context, seq, at int64, kind string, body, hash []byte) error
 	readHead(ctx context.Context) (auditCursor, error)
+	// lockChain serialises appends across processes on PostgreSQL (a
+	// transaction-level advisory lock, held to commit or rollback).
+	lockChain(ctx context.Context) error
+}
+
+// auditLockKey is the chain's advisory lock on PostgreSQL: "trau".
+const auditLockKey = 0x74726175
+
+const auditLockSQL = "SELECT pg_advisory_xact_lock(?)"
+
+func (w sqlAuditWriter) lockChain(ctx context.Context) error {
+	_, err := w.tx.ExecContext(ctx, auditLockSQL, auditLockKey)
+	return err
 }
 
 // sqlAuditWriter appends inside a database/sql transaction.
@@ -251,6 +266,16 @@ func (j *Journal) appendAuditTo(ctx context.Context, tx auditWriter, kind, by st
 	}
 	now := time.Now().UnixNano()
 	at := auditNanos(now)
+	if j.Postgres() && j.auditPending == 0 {
+		// PostgreSQL: a failed statement aborts the transaction, so a
+		// stale head cannot be retried as on SQLite; and two processes'
+		// transactions do not exclude each other. The first entry of a
+		// transaction takes the chain's lock and reads the head under it.
+		if err := tx.lockChain(ctx); err != nil {
+			return fmt.Errorf("audit: lock the chain: %w", err)
+		}
+		j.auditTx.known = false
+	}
 	fromMemory := j.auditTx.known
 	for {
 		if !j.auditTx.known {

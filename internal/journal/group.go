@@ -351,8 +351,20 @@ func (j *Journal) writeBatch(ctx context.Context, batch []*op) (atCommit bool, e
 		if _, err := t.exec(stBegin); err != nil {
 			return err
 		}
+		// On PostgreSQL the fencing term is read once per batch holding an
+		// accept insert; fenced inserts are refused (never written),
+		// results of sent accepts still are.
+		fenced, err := j.fenceBatch(ctx, dc, batch)
+		if err != nil {
+			t.rollback()
+			return err
+		}
 		for _, o := range batch {
 			o.outID, o.err = 0, nil
+			if fenced != nil && o.kind == opInsert {
+				o.err = fenced
+				continue
+			}
 			if err := j.writeOp(t, o); err != nil {
 				t.rollback()
 				return err

@@ -65,6 +65,10 @@ func lockFileForWriting(t *testing.T, path string) (release func()) {
 }
 
 func TestConcurrentInsertAcceptGetsDistinctIDsThatSurviveReopen(t *testing.T) {
+	forBackends(t, testConcurrentInsertAcceptGetsDistinctIDsThatSurviveReopen)
+}
+
+func testConcurrentInsertAcceptGetsDistinctIDsThatSurviveReopen(t *testing.T) {
 	ctx := context.Background()
 	j, _ := openTemp(t)
 	const goroutines, each = 64, 5
@@ -125,6 +129,10 @@ func TestConcurrentInsertAcceptGetsDistinctIDsThatSurviveReopen(t *testing.T) {
 }
 
 func TestQueuedAcceptWritesCommitInOneTransaction(t *testing.T) {
+	forBackends(t, testQueuedAcceptWritesCommitInOneTransaction)
+}
+
+func testQueuedAcceptWritesCommitInOneTransaction(t *testing.T) {
 	ctx := context.Background()
 	j, _ := openTemp(t)
 	release := holdWriterSlot(j)
@@ -154,6 +162,8 @@ func TestQueuedAcceptWritesCommitInOneTransaction(t *testing.T) {
 	}
 }
 
+// SQLite only: it reads the file directly (a trigger, or the rows of a
+// transaction in progress).
 func TestFailingRowInABatchFailsOnlyItsCaller(t *testing.T) {
 	ctx := context.Background()
 	j, _ := openTemp(t)
@@ -242,6 +252,10 @@ func TestFailingRowInABatchFailsOnlyItsCaller(t *testing.T) {
 }
 
 func TestAcceptWriteCancelledWhileQueuedWritesNothing(t *testing.T) {
+	forBackends(t, testAcceptWriteCancelledWhileQueuedWritesNothing)
+}
+
+func testAcceptWriteCancelledWhileQueuedWritesNothing(t *testing.T) {
 	j, _ := openTemp(t)
 	release := holdWriterSlot(j)
 	defer release()
@@ -267,6 +281,8 @@ func TestAcceptWriteCancelledWhileQueuedWritesNothing(t *testing.T) {
 	}
 }
 
+// SQLite only: it reads the file directly (a trigger, or the rows of a
+// transaction in progress).
 func TestAcceptWriteCancelledAfterItWasTakenStillReturnsItsCommit(t *testing.T) {
 	j, path := openTemp(t)
 	unlock := lockFileForWriting(t, path)
@@ -294,6 +310,8 @@ func TestAcceptWriteCancelledAfterItWasTakenStillReturnsItsCommit(t *testing.T) 
 	}
 }
 
+// SQLite only: it reads the file directly (a trigger, or the rows of a
+// transaction in progress).
 func TestCloseAnswersInFlightBatchAndRefusesQueuedWrites(t *testing.T) {
 	ctx := context.Background()
 	j, path := openTemp(t)
@@ -339,6 +357,10 @@ func TestCloseAnswersInFlightBatchAndRefusesQueuedWrites(t *testing.T) {
 }
 
 func TestLeaderCancelledWhileWaitingPassesTheLeadOn(t *testing.T) {
+	forBackends(t, testLeaderCancelledWhileWaitingPassesTheLeadOn)
+}
+
+func testLeaderCancelledWhileWaitingPassesTheLeadOn(t *testing.T) {
 	j, _ := openTemp(t)
 	release := holdWriterSlot(j)
 	defer release()
@@ -378,6 +400,10 @@ func TestLeaderCancelledWhileWaitingPassesTheLeadOn(t *testing.T) {
 }
 
 func TestFollowerCancelledWhileQueuedWritesNothing(t *testing.T) {
+	forBackends(t, testFollowerCancelledWhileQueuedWritesNothing)
+}
+
+func testFollowerCancelledWhileQueuedWritesNothing(t *testing.T) {
 	j, _ := openTemp(t)
 	release := holdWriterSlot(j)
 	defer release()
@@ -407,6 +433,8 @@ func TestFollowerCancelledWhileQueuedWritesNothing(t *testing.T) {
 	}
 }
 
+// SQLite only: it reads the file directly (a trigger, or the rows of a
+// transaction in progress).
 func TestWritesQueuedBehindACommitShareTheNextTransaction(t *testing.T) {
 	ctx := context.Background()
 	j, path := openTemp(t)
@@ -449,6 +477,10 @@ func TestWritesQueuedBehindACommitShareTheNextTransaction(t *testing.T) {
 }
 
 func TestAcceptStatementsArePreparedAgainOnAReplacedConnection(t *testing.T) {
+	forBackends(t, testAcceptStatementsArePreparedAgainOnAReplacedConnection)
+}
+
+func testAcceptStatementsArePreparedAgainOnAReplacedConnection(t *testing.T) {
 	ctx := context.Background()
 	j, _ := openTemp(t)
 	first, err := j.InsertAccept(ctx, sampleAccept(t, "before", t0))
@@ -477,6 +509,8 @@ func TestAcceptStatementsArePreparedAgainOnAReplacedConnection(t *testing.T) {
 	}
 }
 
+// SQLite only: it reads the file directly (a trigger, or the rows of a
+// transaction in progress).
 func TestResultLeaderCommitsTheWritesQueuedBehindIt(t *testing.T) {
 	ctx := context.Background()
 	j, path := openTemp(t)

@@ -72,7 +72,11 @@ const (
 // with statements prepared once (stmts).
 type Journal struct {
 	path     string
+	dsn      string // PostgreSQL (postgres.go) when not empty
+	idleTx   time.Duration
+	pgNames  []string // the pools' registered pgx configs, released at Close
 	readOnly bool
+	fence    fencing
 	w        *sql.DB
 	full     *sql.DB
 	ck       *sql.DB
@@ -168,6 +172,9 @@ func (j *Journal) SetLogger(log *zap.Logger) {
 // Start opens and migrates the journal built with New.
 func (j *Journal) Start(ctx context.Context) error {
 	j.opened.Store(true) // open() migrates through the write path
+	if j.dsn != "" {
+		return j.openPostgres()
+	}
 	return j.open()
 }
 
@@ -302,6 +309,7 @@ func (j *Journal) Close() error {
 			}
 		}
 		j.closeErr = errors.Join(errs...)
+		unregisterPG(j.pgNames)
 	})
 	return j.closeErr
 }

@@ -12,11 +12,40 @@ import (
 	"time"
 
 	"github.com/shopspring/decimal"
+
+	"treasuryd/internal/pgtest"
 )
 
-// openTemp opens a fresh journal in a temporary directory.
+// forBackends runs test once per journal backend, as subtests "sqlite" and
+// "postgres"; openTemp inside it opens that backend's journal. The
+// PostgreSQL run needs TREASURYD_TEST_POSTGRES_DSN (pgtest.DSN: skipped on a
+// developer machine without it, failed under CI).
+func forBackends(t *testing.T, test func(t *testing.T)) {
+	t.Run("sqlite", test)
+	t.Run("postgres", test)
+}
+
+// onPostgres reports whether t runs under forBackends' "postgres" subtest.
+func onPostgres(t testing.TB) bool {
+	return strings.Contains(t.Name()+"/", "/postgres/")
+}
+
+// openTemp opens a fresh journal: a file in a temporary directory, or under
+// forBackends' "postgres" subtest a fresh schema on the test server (the
+// returned path is then "").
 func openTemp(t testing.TB) (*Journal, string) {
 	t.Helper()
+	if onPostgres(t) {
+		j, err := OpenPostgres(pgtest.Schema(t))
+		if err != nil {
+			t.Fatalf("OpenPostgres: %v", err)
+		}
+		t.Cleanup(func() { j.Close() })
+		if _, err := j.BeginTerm(context.Background(), "test", nil); err != nil {
+			t.Fatal(err)
+		}
+		return j, ""
+	}
 	path := filepath.Join(t.TempDir(), "journal.db")
 	j, err := Open(path)
 	if err != nil {
@@ -26,14 +55,40 @@ func openTemp(t testing.TB) (*Journal, string) {
 	return j, path
 }
 
+// openOther opens a second handle on j's journal, as a one-shot command
+// beside the daemon does: on PostgreSQL without a leadership term.
+func openOther(t *testing.T, j *Journal) *Journal {
+	t.Helper()
+	var other *Journal
+	var err error
+	if j.Postgres() {
+		other, err = OpenPostgres(j.dsn)
+	} else {
+		other, err = Open(j.Path())
+	}
+	if err != nil {
+		t.Fatalf("open a second handle: %v", err)
+	}
+	t.Cleanup(func() { other.Close() })
+	return other
+}
+
 func reopen(t *testing.T, j *Journal) *Journal {
 	t.Helper()
 	if err := j.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
-	j2, err := Open(j.Path())
+	open := Open
+	arg := j.Path()
+	if j.Postgres() {
+		open, arg = OpenPostgres, j.dsn
+	}
+	j2, err := open(arg)
 	if err != nil {
 		t.Fatalf("reopen: %v", err)
+	}
+	if _, err := j2.BeginTerm(context.Background(), "test", nil); err != nil {
+		t.Fatal(err)
 	}
 	t.Cleanup(func() { j2.Close() })
 	return j2
@@ -119,6 +174,10 @@ func allFrames(t *testing.T, j *Journal, since time.Time, program string) []Fram
 }
 
 func TestEveryRecordTypeRoundTripsExactly(t *testing.T) {
+	forBackends(t, testEveryRecordTypeRoundTripsExactly)
+}
+
+func testEveryRecordTypeRoundTripsExactly(t *testing.T) {
 	ctx := context.Background()
 	j, _ := openTemp(t)
 
@@ -225,7 +284,9 @@ func TestEveryRecordTypeRoundTripsExactly(t *testing.T) {
 	}
 }
 
-func TestRestartKeepsEveryRecord(t *testing.T) {
+func TestRestartKeepsEveryRecord(t *testing.T) { forBackends(t, testRestartKeepsEveryRecord) }
+
+func testRestartKeepsEveryRecord(t *testing.T) {
 	ctx := context.Background()
 	j, _ := openTemp(t)
 
@@ -323,6 +384,10 @@ func TestRestartKeepsEveryRecord(t *testing.T) {
 }
 
 func TestMarkPendingAcceptsUnknownTouchesOnlyPending(t *testing.T) {
+	forBackends(t, testMarkPendingAcceptsUnknownTouchesOnlyPending)
+}
+
+func testMarkPendingAcceptsUnknownTouchesOnlyPending(t *testing.T) {
 	ctx := context.Background()
 	j, _ := openTemp(t)
 	results := []string{AcceptPending, AcceptOK, AcceptRejected, AcceptError, AcceptUnknown, AcceptPending}
@@ -367,7 +432,9 @@ func TestMarkPendingAcceptsUnknownTouchesOnlyPending(t *testing.T) {
 	}
 }
 
-func TestAcceptTransitions(t *testing.T) {
+func TestAcceptTransitions(t *testing.T) { forBackends(t, testAcceptTransitions) }
+
+func testAcceptTransitions(t *testing.T) {
 	tests := []struct {
 		name    string
 		from    string // result before the call
@@ -444,7 +511,9 @@ func mustNil(t *testing.T, err error) {
 	}
 }
 
-func TestUnknownIDsAreNotFound(t *testing.T) {
+func TestUnknownIDsAreNotFound(t *testing.T) { forBackends(t, testUnknownIDsAreNotFound) }
+
+func testUnknownIDsAreNotFound(t *testing.T) {
 	ctx := context.Background()
 	j, _ := openTemp(t)
 	checks := map[string]error{
@@ -467,7 +536,9 @@ func TestUnknownIDsAreNotFound(t *testing.T) {
 	}
 }
 
-func TestWithdrawalStateMachine(t *testing.T) {
+func TestWithdrawalStateMachine(t *testing.T) { forBackends(t, testWithdrawalStateMachine) }
+
+func testWithdrawalStateMachine(t *testing.T) {
 	all := []string{WithdrawalIntent, WithdrawalUnknown, WithdrawalSubmitted, WithdrawalCompleted,
 		WithdrawalFailed, WithdrawalRejected, WithdrawalUnresolved}
 	// path to reach each state from a fresh intent
@@ -520,6 +591,10 @@ func TestWithdrawalStateMachine(t *testing.T) {
 }
 
 func TestUpdateWithdrawalKeepsDeskIDWhenEmpty(t *testing.T) {
+	forBackends(t, testUpdateWithdrawalKeepsDeskIDWhenEmpty)
+}
+
+func testUpdateWithdrawalKeepsDeskIDWhenEmpty(t *testing.T) {
 	ctx := context.Background()
 	j, _ := openTemp(t)
 	id, _ := j.InsertWithdrawalIntent(ctx, sampleWithdrawal(t, "r", t0))
@@ -534,6 +609,10 @@ func TestUpdateWithdrawalKeepsDeskIDWhenEmpty(t *testing.T) {
 }
 
 func TestFiltersNarrowAndSortOldestFirst(t *testing.T) {
+	forBackends(t, testFiltersNarrowAndSortOldestFirst)
+}
+
+func testFiltersNarrowAndSortOldestFirst(t *testing.T) {
 	ctx := context.Background()
 	j, _ := openTemp(t)
 	// inserted out of time order: results must come back by SentAt
@@ -634,6 +713,10 @@ func TestFiltersNarrowAndSortOldestFirst(t *testing.T) {
 }
 
 func TestFramesStreamInReceiveOrderAndPrune(t *testing.T) {
+	forBackends(t, testFramesStreamInReceiveOrderAndPrune)
+}
+
+func testFramesStreamInReceiveOrderAndPrune(t *testing.T) {
 	ctx := context.Background()
 	j, _ := openTemp(t)
 	var fs []Frame
@@ -682,6 +765,10 @@ func TestFramesStreamInReceiveOrderAndPrune(t *testing.T) {
 }
 
 func TestCorruptDecimalIsAnErrorNamingTheRow(t *testing.T) {
+	forBackends(t, testCorruptDecimalIsAnErrorNamingTheRow)
+}
+
+func testCorruptDecimalIsAnErrorNamingTheRow(t *testing.T) {
 	tests := []struct {
 		name   string
 		sql    string
@@ -763,6 +850,10 @@ func TestEachPoolHasItsPragmas(t *testing.T) {
 }
 
 func TestClosedJournalRefusesAndCloseIsIdempotent(t *testing.T) {
+	forBackends(t, testClosedJournalRefusesAndCloseIsIdempotent)
+}
+
+func testClosedJournalRefusesAndCloseIsIdempotent(t *testing.T) {
 	j, _ := openTemp(t)
 	mustNil(t, j.Close())
 	mustNil(t, j.Close())
@@ -776,6 +867,10 @@ func TestClosedJournalRefusesAndCloseIsIdempotent(t *testing.T) {
 }
 
 func TestCancelledContextWritesNothing(t *testing.T) {
+	forBackends(t, testCancelledContextWritesNothing)
+}
+
+func testCancelledContextWritesNothing(t *testing.T) {
 	j, _ := openTemp(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
@@ -792,7 +887,9 @@ func TestCancelledContextWritesNothing(t *testing.T) {
 	}
 }
 
-func TestOutOfRangeTimeIsRefused(t *testing.T) {
+func TestOutOfRangeTimeIsRefused(t *testing.T) { forBackends(t, testOutOfRangeTimeIsRefused) }
+
+func testOutOfRangeTimeIsRefused(t *testing.T) {
 	j, _ := openTemp(t)
 	_, err := j.InsertAccept(context.Background(), sampleAccept(t, "p", time.Date(3000, 1, 1, 0, 0, 0, 0, time.UTC)))
 	if err == nil || !strings.Contains(err.Error(), "sent_at") {

@@ -196,6 +196,17 @@ func (t *batchTx) insertEntry(_ context.Context, seq, at int64, kind string, bod
 	return err
 }
 
+// lockChain takes the audit chain's lock in the batch (auditWriter; only on
+// PostgreSQL, on the batch's driver connection).
+func (t *batchTx) lockChain(ctx context.Context) error {
+	ex, ok := t.c.dc.(driver.ExecerContext)
+	if !ok {
+		return fmt.Errorf("journal: driver connection %T cannot execute", t.c.dc)
+	}
+	_, err := ex.ExecContext(t.ctx, auditLockSQL, []driver.NamedValue{{Ordinal: 1, Value: int64(auditLockKey)}})
+	return err
+}
+
 // readHead reads the audit chain's head in the batch (auditWriter).
 func (t *batchTx) readHead(context.Context) (auditCursor, error) {
 	c := auditCursor{known: true}

@@ -45,6 +45,11 @@ func (j *Journal) InsertWithdrawalIntent(ctx context.Context, w Withdrawal) (int
 	}
 	var id int64
 	err = j.write(ctx, j.full, func(tx *sql.Tx) error {
+		// Fenced: on PostgreSQL the intent commits only under this
+		// leader's term (postgres.go).
+		if err := j.checkFence(ctx, tx); err != nil {
+			return err
+		}
 		res, err := tx.ExecContext(ctx, `INSERT INTO withdrawals
 			(rule, asset, network, address, amount, created_at, state, updated_at)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,

@@ -98,7 +98,7 @@ func TestRulesAndDashboardNameOnlyRegisteredMetrics(t *testing.T) {
 			} `yaml:"groups"`
 		} `yaml:"spec"`
 	}
-	raw, err := os.ReadFile(filepath.Join(root, "deploy/k8s/prometheusrule.yaml"))
+	raw, err := os.ReadFile(filepath.Join(root, "deploy/k8s/base/prometheusrule.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,7 +120,7 @@ func TestRulesAndDashboardNameOnlyRegisteredMetrics(t *testing.T) {
 			} `json:"targets"`
 		} `json:"panels"`
 	}
-	raw, err = os.ReadFile(filepath.Join(root, "deploy/k8s/dashboard.json"))
+	raw, err = os.ReadFile(filepath.Join(root, "deploy/k8s/base/dashboard.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,7 +162,7 @@ func TestPrometheusRulesUnitTests(t *testing.T) {
 			Groups any `yaml:"groups"`
 		} `yaml:"spec"`
 	}
-	raw, err := os.ReadFile(filepath.Join(root, "deploy/k8s/prometheusrule.yaml"))
+	raw, err := os.ReadFile(filepath.Join(root, "deploy/k8s/base/prometheusrule.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,7 +177,7 @@ func TestPrometheusRulesUnitTests(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "rules.yaml"), groups, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	tests, err := os.ReadFile(filepath.Join(root, "deploy/k8s/tests/rules_test.yaml"))
+	tests, err := os.ReadFile(filepath.Join(root, "deploy/k8s/base/tests/rules_test.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}

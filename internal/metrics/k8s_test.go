@@ -51,10 +51,14 @@ func dig(v any, path ...string) any {
 }
 
 // renderBase runs `kubectl kustomize deploy/k8s` and decodes every object.
-func renderBase(t *testing.T) []object {
+func renderBase(t *testing.T) []object { return render(t, "deploy/k8s") }
+
+// render runs `kubectl kustomize dir` (dir relative to the repository) and
+// decodes every object.
+func render(t *testing.T, dir string) []object {
 	t.Helper()
 	kubectl := needTool(t, "kubectl")
-	out, err := exec.Command(kubectl, "kustomize", filepath.Join(repoRoot(t), "deploy/k8s")).Output()
+	out, err := exec.Command(kubectl, "kustomize", filepath.Join(repoRoot(t), dir)).Output()
 	if err != nil {
 		var ee *exec.ExitError
 		if errors.As(err, &ee) {
@@ -100,7 +104,7 @@ func TestKustomizeRendersNoSecret(t *testing.T) {
 			t.Errorf("the base renders Secret/%s: apply -k would overwrite the real one", nameOf(o))
 		}
 	}
-	raw, err := os.ReadFile(filepath.Join(repoRoot(t), "deploy/k8s/secret.template.yaml"))
+	raw, err := os.ReadFile(filepath.Join(repoRoot(t), "deploy/k8s/base/secret.template.yaml"))
 	if err != nil {
 		t.Fatalf("the Secret template is gone: %v", err)
 	}
@@ -203,7 +207,7 @@ func TestServiceMonitorAndPrometheusRuleShareTheSelectorLabel(t *testing.T) {
 }
 
 func TestKustomizeSetsTheImageThroughImages(t *testing.T) {
-	raw, err := os.ReadFile(filepath.Join(repoRoot(t), "deploy/k8s/kustomization.yaml"))
+	raw, err := os.ReadFile(filepath.Join(repoRoot(t), "deploy/k8s/base/kustomization.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -271,7 +275,7 @@ func TestNetworkPolicyAdmitsOnlyMetricsFromMonitoring(t *testing.T) {
 // operator opens answers "is it working" in its first row, lets them pick a
 // program, and says the unit of every number.
 func TestDashboardHasUnitsAProgramVariableAndATopRow(t *testing.T) {
-	raw, err := os.ReadFile(filepath.Join(repoRoot(t), "deploy/k8s/dashboard.json"))
+	raw, err := os.ReadFile(filepath.Join(repoRoot(t), "deploy/k8s/base/dashboard.json"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -59,6 +59,11 @@ type Metrics struct {
 	// AdminAuthFailures counts refused admin attempts (no or wrong token).
 	AdminAuthFailures prometheus.Counter
 
+	// Leader is 1 while this process leads (always 1 on SQLite); LeaderTerm
+	// the fencing term it acts under (SPEC 11).
+	Leader     prometheus.Gauge
+	LeaderTerm prometheus.Gauge
+
 	APIRequests        *prometheus.CounterVec   // api, endpoint, code
 	APIRequestDuration *prometheus.HistogramVec // api, endpoint
 
@@ -143,6 +148,10 @@ func New(version string) *Metrics {
 
 		Paused: f.NewGauge(prometheus.GaugeOpts{Name: "treasuryd_paused",
 			Help: "1 while the kill switch is engaged."}),
+		Leader: f.NewGauge(prometheus.GaugeOpts{Name: "treasuryd_leader",
+			Help: "1 while this process holds leadership and acts (always 1 on SQLite)."}),
+		LeaderTerm: f.NewGauge(prometheus.GaugeOpts{Name: "treasuryd_leader_term",
+			Help: "The fencing term this process acts under (0 on a standby)."}),
 		AdminAuthFailures: f.NewCounter(prometheus.CounterOpts{Name: "treasuryd_admin_auth_failures_total",
 			Help: "Admin requests refused for a missing or wrong bearer token."}),
 

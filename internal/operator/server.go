@@ -43,6 +43,9 @@ type Sources struct {
 	// ResolveWithdrawal is an operator's answer for an unresolved
 	// withdrawal: the desk id they found, or "" for never executed.
 	ResolveWithdrawal func(ctx context.Context, id int64, deskID, by string) error
+	// Term is the fencing term this process leads under (SPEC 11; 1 on
+	// SQLite). A Server serves a leader: a standby serves Standby.
+	Term func() int64
 }
 
 // Config is the server's slice of the policy.
@@ -250,6 +253,10 @@ func (s *Server) status(w http.ResponseWriter, _ *http.Request) {
 		"reconciliation": call(s.src.Reconcile),
 		"authority":      call(s.src.Authority),
 		"audit":          call(s.src.Audit),
+		"role":           "leader",
+	}
+	if s.src.Term != nil {
+		body["term"] = s.src.Term()
 	}
 	w.Header().Set("Content-Type", "application/json")
 	enc := json.NewEncoder(w)
