@@ -413,6 +413,28 @@ func (j *Journal) fenceTerm() (int64, error) {
 	return mine, nil
 }
 
+// MayAct reports whether this process may send a POST now. On SQLite (one
+// process holds the file) always. On PostgreSQL only under a term BeginTerm
+// took, not fenced, and with the leadership lock confirmed within the lease.
+// The accept path and the rebalancer ask it right before each POST, after
+// the fenced journal write: a leader that froze between the two (SIGSTOP, a
+// long GC or VM pause) and lost its lease meanwhile does not send when it
+// wakes.
+func (j *Journal) MayAct() bool {
+	if !j.Postgres() {
+		return true
+	}
+	select {
+	case <-j.fencedCh():
+		return false
+	default:
+	}
+	j.fence.mu.Lock()
+	mine, confident := j.fence.term, j.fence.confident
+	j.fence.mu.Unlock()
+	return mine != 0 && (confident == nil || confident())
+}
+
 // HolderName names this process for the leadership record: host and pid.
 func HolderName() string {
 	h, _ := os.Hostname()

@@ -37,6 +37,7 @@ var Module = fx.Module("trade",
 	fx.Provide(func(in moduleDeps) *Runner {
 		e := New(Deps{Log: in.Log.Named("trade"), Metrics: in.Metrics, Journal: in.Journal, Desk: in.Client,
 			Book: in.Book, Gate: in.Gate, Pause: in.Pause, Policy: in.Reloader.Current(), Recorder: in.Recorder,
+			MayAct:        in.Journal.MayAct,
 			StreamOptions: quotes.Options{StaleAfter: in.Reloader.Current().Astra.StreamStaleAfter}})
 		in.Reloader.Prepare(func(_, next *config.Policy) (func(), error) { return e.Prepare(next) })
 		in.Lifecycle.Append(fx.StartStopHook(e.Start, e.Stop))

@@ -83,6 +83,10 @@ type Deps struct {
 	// decision saw and the outcome, for replay. It is called on the stream's
 	// goroutine and must never block.
 	Recorder strategy.RecordFunc
+	// MayAct, when set, is asked right before each POST, after the accept
+	// was journaled: false (a leader that lost or cannot confirm its
+	// leadership, SPEC 11) means the accept is not sent.
+	MayAct func() bool
 }
 
 // firstBalanceWait bounds how long Start waits for the book's first balance
@@ -460,6 +464,15 @@ func (e *Runner) accept(ctx context.Context, r *program, a journal.Accept, decid
 		// Known not sent: an error result, and not counted in
 		// accepts_total, which counts accepts sent.
 		e.notSent(jctx, r, a, rec, decidedAt, hold, "not sent: shutting down")
+		return
+	}
+	if e.d.MayAct != nil && !e.d.MayAct() {
+		// Journaled under a term this process may no longer act under: a
+		// leader that froze between the journal and the POST never sends.
+		if e.notSent(jctx, r, a, rec, decidedAt, hold, "not sent: leadership not confirmed") {
+			r.log.Warn("accept not sent: leadership not confirmed",
+				zap.String("quote_id", a.QuoteID), zap.Int64("accept_id", id))
+		}
 		return
 	}
 	sentAt := e.now()

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"math/rand/v2"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -693,4 +694,27 @@ func TestReloadThatCannotBuildKeepsTheRunningPolicy(t *testing.T) {
 	waitFor(t, "the running program still deciding", 10*time.Second, func() bool {
 		return decisions(m, "keep", strategy.OutcomeDryRun) > before
 	})
+}
+
+// TestNothingSentWithoutLeadership: an accept journaled by a process that,
+// by the time of its POST, can no longer confirm its leadership (SPEC 11,
+// invariant 13: a leader that froze between the journal write and the POST)
+// is not sent: the desk sees nothing and the journal says why.
+func TestNothingSentWithoutLeadership(t *testing.T) {
+	rg := newRig(t, 5*time.Second, nil)
+	var leading atomic.Bool // never confirmed
+	e, _ := rg.start(policy(liveSell("sell-btc")), func(d *Deps) { d.MayAct = leading.Load })
+	waitFor(t, "an accept journaled", 10*time.Second, func() bool {
+		as := journalAccepts(t, rg.j, "sell-btc")
+		return len(as) > 0 && as[0].Result == journal.AcceptError
+	})
+	stop(t, e)
+	if n := len(rg.desk.AcceptBodies()); n != 0 {
+		t.Fatalf("the desk received %d accepts from a process without leadership", n)
+	}
+	for _, a := range journalAccepts(t, rg.j, "sell-btc") {
+		if a.Result != journal.AcceptError || !strings.Contains(a.Message, "leadership not confirmed") {
+			t.Fatalf("accept %d: %s %q; want error, not sent: leadership not confirmed", a.ID, a.Result, a.Message)
+		}
+	}
 }

@@ -19,7 +19,7 @@ var Module = fx.Module("withdraw",
 	fx.Provide(func(lc fx.Lifecycle, log *zap.Logger, m *metrics.Metrics, c *astra.Client, j *journal.Journal,
 		g Gate, p Pauser, h Halter, r *config.Reloader, book *balances.Book) *Rebalancer {
 		rb := New(Deps{Log: log.Named("withdraw"), Metrics: m, Desk: c, Journal: j, Gate: g, Pause: p, Halt: h, Policy: r.Current,
-			OnSend: book.Withdrawing})
+			OnSend: book.Withdrawing, MayAct: j.MayAct})
 		r.Subscribe(func(_, next *config.Policy) { rb.Apply(next) })
 		lc.Append(fx.StartStopHook(rb.Start, rb.Stop))
 		return rb

@@ -333,6 +333,12 @@ func (r *Rebalancer) withdraw(ctx context.Context, rule config.Rule, amount deci
 	fields := append(ruleFields(rule, amount), zap.Int64("id", id))
 	r.log.Info("withdrawal intent journaled", fields...)
 
+	if r.mayAct != nil && !r.mayAct() {
+		r.note(rule.Name, ActionUnknown, "not sent: leadership not confirmed", amount.String())
+		r.log.Error("withdrawal intent journaled but not sent: leadership not confirmed; "+
+			"whoever leads next matches it at the desk", fields...)
+		return true, errors.New("withdrawal not sent: leadership not confirmed")
+	}
 	sent := func() {}
 	if r.onSend != nil {
 		sent = r.onSend(rule.Asset, amount)

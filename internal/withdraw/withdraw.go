@@ -98,6 +98,12 @@ type Deps struct {
 	// rather than at its next balance poll; the func it returns is called
 	// when the POST has returned.
 	OnSend func(asset string, amount decimal.Decimal) (sent func())
+	// MayAct, when set, is asked right before each POST, after the intent
+	// was journaled: false (a leader that lost or cannot confirm its
+	// leadership, SPEC 11) means the withdrawal is not sent. The intent
+	// stays open, so whoever leads next matches it at the desk and never
+	// pays it twice.
+	MayAct func() bool
 }
 
 const (
@@ -124,6 +130,7 @@ type Rebalancer struct {
 	followEvery time.Duration
 	matchGrace  time.Duration
 	onSend      func(asset string, amount decimal.Decimal) (sent func())
+	mayAct      func() bool // nil: always
 
 	// work serialises every pass that reads or writes withdrawal state
 	// (RunOnce, the follow tick, the start-up resolution): two passes never
@@ -181,6 +188,7 @@ func New(d Deps) *Rebalancer {
 		followEvery: d.FollowEvery,
 		matchGrace:  d.MatchGrace,
 		onSend:      d.OnSend,
+		mayAct:      d.MayAct,
 		life:        life,
 		kill:        kill,
 		quit:        make(chan struct{}),

@@ -794,3 +794,28 @@ func TestResolvingToAFinishedDeskRequestFreesTheRule(t *testing.T) {
 		t.Fatalf("desk holds %d withdrawals after the resolution, want the rule to have swept again (2)", n)
 	}
 }
+
+// TestNoWithdrawalSentWithoutLeadership: an intent journaled by a process
+// that, by the time of its POST, can no longer confirm its leadership (SPEC
+// 11, invariant 13) is not sent; it stays open for whoever leads next to
+// match at the desk, and the rule sends nothing more meanwhile.
+func TestNoWithdrawalSentWithoutLeadership(t *testing.T) {
+	e := newEnv(t, map[string]string{"BTC": "10"})
+	d := e.deps()
+	d.MayAct = func() bool { return false }
+	r := New(d)
+	if err := r.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Stop(context.Background()) })
+	for i := 0; i < 2; i++ {
+		_ = r.RunOnce(context.Background()) // reports the unsent intent
+	}
+	if n := len(e.desk.Withdrawals()); n != 0 {
+		t.Fatalf("the desk holds %d withdrawals from a process without leadership", n)
+	}
+	ws := e.journaled()
+	if len(ws) != 1 || !ws[0].Open() {
+		t.Fatalf("journal %+v; want one open intent (matched at the desk by the next leader)", ws)
+	}
+}
