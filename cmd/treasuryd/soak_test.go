@@ -460,9 +460,9 @@ type soakEnv struct {
 	proxy       *deskProxy
 	policyPath  string
 	journalPath string
-	// pgDSN, with TREASURYD_SOAK_POSTGRES=1, is a fresh PostgreSQL
+	// pgDSN, with TREASURYD_SOAK_POSTGRES=1 (or 2), is a fresh PostgreSQL
 	// database holding the journal instead of journalPath (the daemon
-	// leads it alone, under a new term after every restart).
+	// or its standby leads it, under a new term after every restart).
 	pgDSN    string
 	httpAddr string
 	// ha, with TREASURYD_SOAK_POSTGRES=2, is the second replica: httpAddr
