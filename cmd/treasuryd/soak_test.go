@@ -460,11 +460,15 @@ type soakEnv struct {
 	proxy       *deskProxy
 	policyPath  string
 	journalPath string
-	// pgDSN, with TREASURYD_SOAK_POSTGRES=1, is a fresh PostgreSQL
+	// pgDSN, with TREASURYD_SOAK_POSTGRES=1 (or 2), is a fresh PostgreSQL
 	// database holding the journal instead of journalPath (the daemon
-	// leads it alone, under a new term after every restart).
+	// or its standby leads it, under a new term after every restart).
 	pgDSN    string
 	httpAddr string
+	// ha, with TREASURYD_SOAK_POSTGRES=2, is the second replica: httpAddr
+	// and policyPath are then the leader's (soak_ha_test.go).
+	ha       *soakHA
+	launched int
 	rng      *rand.Rand
 
 	gen       int
@@ -704,6 +708,9 @@ func (e *soakEnv) writeFile(content string) {
 	if err := os.Rename(tmp, e.policyPath); err != nil {
 		e.t.Fatal(err)
 	}
+	if e.ha != nil {
+		e.ha.writeOther(e, content)
+	}
 }
 
 // candidates are the policies that may have been in force at t: the one
@@ -742,15 +749,26 @@ func (e *soakEnv) openJournal() (*journal.Journal, error) {
 
 // spawn starts a daemon process without waiting for it.
 func (e *soakEnv) spawn() *soakRun {
+	r := e.launch(e.policyPath)
+	e.mu.Lock()
+	e.runs = append(e.runs, r)
+	e.cur = r
+	e.mu.Unlock()
+	return r
+}
+
+// launch starts a daemon process on a policy file.
+func (e *soakEnv) launch(policyPath string) *soakRun {
 	t := e.t
 	t.Helper()
-	r := &soakRun{n: len(e.runs) + 1, done: make(chan struct{})}
+	e.launched++
+	r := &soakRun{n: e.launched, done: make(chan struct{})}
 	r.logPath = filepath.Join(e.dir, fmt.Sprintf("treasuryd-%03d.log", r.n))
 	logf, err := os.Create(r.logPath)
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.cmd = exec.Command(e.bin, "run", "-config", e.policyPath)
+	r.cmd = exec.Command(e.bin, "run", "-config", policyPath)
 	r.cmd.Env = append(os.Environ(), "ASTRA_API_KEY="+soakAPIKey, "TREASURYD_ADMIN_TOKEN="+soakAdminToken, soakDSNEnv+"="+e.pgDSN)
 	r.cmd.Stdout, r.cmd.Stderr = logf, logf
 	r.start = time.Now()
@@ -763,10 +781,6 @@ func (e *soakEnv) spawn() *soakRun {
 		r.exitCode = r.cmd.ProcessState.ExitCode()
 		close(r.done)
 	}()
-	e.mu.Lock()
-	e.runs = append(e.runs, r)
-	e.cur = r
-	e.mu.Unlock()
 	return r
 }
 
@@ -774,6 +788,12 @@ func (e *soakEnv) spawn() *soakRun {
 func (e *soakEnv) startDaemon() *soakRun {
 	t := e.t
 	t.Helper()
+	if e.ha != nil {
+		defer e.ha.ensureStandby(e)
+		if r := e.cur; r != nil && !r.exited() {
+			return r // the standby took over: only a new standby is started
+		}
+	}
 	r := e.spawn()
 	if !poll(45*time.Second, func() bool {
 		select {
@@ -803,6 +823,18 @@ func (e *soakEnv) alive() {
 		e.t.Fatalf("run %d died on its own with exit code %d; log:\n%s", r.n, r.exitCode, readTail(r.logPath, 60))
 	default:
 	}
+	if e.ha != nil {
+		e.ha.alive(e)
+	}
+}
+
+func (r *soakRun) exited() bool {
+	select {
+	case <-r.done:
+		return true
+	default:
+		return false
+	}
 }
 
 func (e *soakEnv) kill9() {
@@ -813,6 +845,9 @@ func (e *soakEnv) kill9() {
 	r.cmd.Process.Signal(syscall.SIGKILL)
 	<-r.done
 	e.n.kill9++
+	if e.ha != nil {
+		e.ha.failover(e, r.end)
+	}
 }
 
 // sigterm stops the daemon and checks invariant 10: exit 0 within the
@@ -822,6 +857,10 @@ func (e *soakEnv) sigterm(what string) {
 	t.Helper()
 	e.alive()
 	e.scrape()
+	if e.ha != nil {
+		e.ha.beforeLeaderStop(e, what)
+		defer e.ha.afterLeaderStop(e, what)
+	}
 	r := e.cur
 	r.end, r.how = time.Now(), "SIGTERM"
 	r.cmd.Process.Signal(syscall.SIGTERM)
@@ -871,13 +910,13 @@ func (e *soakEnv) sigterm(what string) {
 // metrics as the run's newest, and looks for the secrets in both.
 func (e *soakEnv) scrape() {
 	e.mu.Lock()
-	r := e.cur
+	r, addr := e.cur, e.httpAddr
 	e.mu.Unlock()
 	if r == nil {
 		return
 	}
-	c1, m := e.get("http://" + e.httpAddr + "/metrics")
-	c2, s := e.get("http://" + e.httpAddr + "/status")
+	c1, m := e.get("http://" + addr + "/metrics")
+	c2, s := e.get("http://" + addr + "/status")
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.scrapes++
@@ -1321,11 +1360,15 @@ func TestSoak(t *testing.T) {
 	t.Cleanup(e.proxy.srv.Close)
 	e.policyPath = filepath.Join(e.dir, "policy.yaml")
 	e.journalPath = filepath.Join(e.dir, "journal.db")
-	if os.Getenv("TREASURYD_SOAK_POSTGRES") == "1" {
+	if v := os.Getenv("TREASURYD_SOAK_POSTGRES"); v == "1" || v == "2" {
 		e.pgDSN = pgtest.Database(t)
 		t.Log("soak: the journal is PostgreSQL")
 	}
 	e.httpAddr = freePort(t)
+	if os.Getenv("TREASURYD_SOAK_POSTGRES") == "2" {
+		e.ha = newSoakHA(e)
+		t.Log("soak: two replicas, a leader and a standby")
+	}
 	if err := e.addProof(); err != nil {
 		t.Fatal(err)
 	}
@@ -1387,6 +1430,9 @@ func TestSoak(t *testing.T) {
 		"bad-reload", "pause-across-kill", "allowlist", "deposit", "sigterm-early", "age-out", "kill-9"}
 	weighted := []string{"reload", "reload", "kill-9", "kill-9", "sigterm", "sigterm", "sigterm-early", "pause", "pause-across-kill",
 		"revoke", "astral-down", "allowlist", "bad-reload", "deposit", "deposit", "age-out", "operator", "operator"}
+	if e.ha != nil {
+		e.ha.steps(e, steps, &opening, &weighted)
+	}
 	gap := 1500 * time.Millisecond
 	if dur > 5*time.Minute {
 		gap = 3 * time.Second
@@ -1421,6 +1467,9 @@ func TestSoak(t *testing.T) {
 	stopScraping()
 
 	e.check()
+	if e.ha != nil {
+		e.ha.check(e)
+	}
 }
 
 // --- the invariants --------------------------------------------------------
@@ -1451,6 +1500,14 @@ func dec(s string) decimal.Decimal {
 func parseSimTime(s string) time.Time {
 	t, _ := time.Parse(time.RFC3339Nano, s)
 	return t
+}
+
+// allRuns are the leader runs and the standby runs that never led.
+func (e *soakEnv) allRuns() []*soakRun {
+	if e.ha == nil {
+		return e.runs
+	}
+	return append(append([]*soakRun(nil), e.runs...), e.ha.idle...)
 }
 
 // runOf is the daemon run an instant belongs to.
@@ -2019,7 +2076,7 @@ func (e *soakEnv) check() {
 	leaks := append([]string(nil), e.leaks...)
 	scrapes := e.scrapes
 	e.mu.Unlock()
-	for _, r := range e.runs {
+	for _, r := range e.allRuns() {
 		b, _ := os.ReadFile(r.logPath)
 		for _, sec := range []string{soakAPIKey, soakAdminToken} {
 			if bytes.Contains(b, []byte(sec)) {
@@ -2036,7 +2093,7 @@ func (e *soakEnv) check() {
 			failedAtDesk[w.ID] = true
 		}
 	}
-	for _, r := range e.runs {
+	for _, r := range e.allRuns() {
 		f, err := os.Open(r.logPath)
 		if err != nil {
 			continue
