@@ -25,10 +25,14 @@ type migration struct {
 	sql     string
 }
 
-// migrations returns the embedded migrations in version order, checking that
-// they are numbered 1..n without gaps or duplicates.
-func migrations() ([]migration, error) {
-	entries, err := fs.ReadDir(migrationFS, "migrations")
+// migrations returns the embedded SQLite migrations in version order,
+// checking that they are numbered 1..n without gaps or duplicates.
+func migrations() ([]migration, error) { return loadMigrations(migrationFS, "migrations") }
+
+// loadMigrations reads the NNNN_what.sql files of dir in fsys in version
+// order, checking that they are numbered 1..n without gaps or duplicates.
+func loadMigrations(fsys fs.FS, dir string) ([]migration, error) {
+	entries, err := fs.ReadDir(fsys, dir)
 	if err != nil {
 		return nil, err
 	}
@@ -40,7 +44,7 @@ func migrations() ([]migration, error) {
 		if !ok || err != nil || !strings.HasSuffix(name, ".sql") {
 			return nil, fmt.Errorf("migration %s: name is not NNNN_what.sql", name)
 		}
-		body, err := fs.ReadFile(migrationFS, "migrations/"+name)
+		body, err := fs.ReadFile(fsys, dir+"/"+name)
 		if err != nil {
 			return nil, err
 		}

@@ -7,11 +7,8 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
-	"sort"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -154,33 +151,8 @@ func OpenPostgresReadOnly(dsn string) (*Journal, error) {
 	return j, nil
 }
 
-func pgMigrations() ([]migration, error) {
-	entries, err := fs.ReadDir(migrationPGFS, "migrations_pg")
-	if err != nil {
-		return nil, err
-	}
-	var ms []migration
-	for _, e := range entries {
-		name := e.Name()
-		num, _, ok := strings.Cut(name, "_")
-		v, err := strconv.Atoi(num)
-		if !ok || err != nil || !strings.HasSuffix(name, ".sql") {
-			return nil, fmt.Errorf("migration %s: name is not NNNN_what.sql", name)
-		}
-		body, err := fs.ReadFile(migrationPGFS, "migrations_pg/"+name)
-		if err != nil {
-			return nil, err
-		}
-		ms = append(ms, migration{version: v, name: name, sql: string(body)})
-	}
-	sort.Slice(ms, func(a, b int) bool { return ms[a].version < ms[b].version })
-	for i, m := range ms {
-		if m.version != i+1 {
-			return nil, fmt.Errorf("migration %s: version %d, want %d", m.name, m.version, i+1)
-		}
-	}
-	return ms, nil
-}
+// pgMigrations are the PostgreSQL migrations, numbered like SQLite's.
+func pgMigrations() ([]migration, error) { return loadMigrations(migrationPGFS, "migrations_pg") }
 
 func mustPGMigrations() []migration {
 	ms, err := pgMigrations()
