@@ -163,7 +163,16 @@ type acceptRec struct {
 	id       int64
 	quoteID  string
 	resolved atomic.Bool
+	// written is closed once whoever resolved the accept (its goroutine or
+	// Stop's abandon) has journaled the result.
+	written chan struct{}
 }
+
+// resultWriteWait bounds how long Stop, out of time, waits for a result
+// the accept's own goroutine is journaling at that moment (it won the race
+// to resolve it): one journal commit, microseconds to milliseconds, rather
+// than leave the accept pending for the next start to read as unknown.
+const resultWriteWait = 250 * time.Millisecond
 
 // New builds a runner. It does no I/O.
 func New(d Deps) *Runner {
@@ -449,7 +458,7 @@ func (e *Runner) accept(ctx context.Context, r *program, a journal.Accept, decid
 		return
 	}
 	crashpoint.Hit("accept-after-journal")
-	rec := &acceptRec{id: id, quoteID: a.QuoteID}
+	rec := &acceptRec{id: id, quoteID: a.QuoteID, written: make(chan struct{})}
 	r.mu.Lock()
 	r.current = rec
 	r.mu.Unlock()
@@ -499,6 +508,7 @@ func (e *Runner) accept(ctx context.Context, r *program, a journal.Accept, decid
 		// Still pending in the journal: the next start reads it as unknown.
 		r.log.Error("journal accept result", zap.String("quote_id", a.QuoteID), zap.String("result", result), zap.Error(jerr))
 	}
+	close(rec.written)
 	r.accepts[result].Inc()
 	fields := []zap.Field{zap.String("quote_id", a.QuoteID), zap.String("result", result), zap.Int64("accept_id", id),
 		zap.Stringer("base_qty", a.BaseQty), zap.Stringer("quote_qty", a.QuoteQty), zap.Duration("took", at.Sub(sentAt))}
@@ -534,6 +544,7 @@ func (e *Runner) notSent(ctx context.Context, r *program, a journal.Accept, rec 
 	if err := e.d.Journal.SetAcceptResult(ctx, rec.id, journal.AcceptError, why, e.now()); err != nil {
 		r.log.Error("journal accept result", zap.String("quote_id", a.QuoteID), zap.Error(err))
 	}
+	close(rec.written)
 	e.release(r, a, decidedAt, hold)
 	return true
 }
@@ -607,12 +618,25 @@ func (e *Runner) abandon(ctx context.Context, programs []*program) {
 		r.mu.Lock()
 		rec := r.current
 		r.mu.Unlock()
-		if rec == nil || !rec.resolved.CompareAndSwap(false, true) {
+		if rec == nil {
+			continue
+		}
+		if !rec.resolved.CompareAndSwap(false, true) {
+			// Its goroutine has the answer and is journaling it.
+			wait := time.NewTimer(resultWriteWait)
+			select {
+			case <-rec.written:
+			case <-wait.C:
+				e.log.Warn("accept result still being journaled at shutdown; the next start reads it as unknown",
+					zap.String("program", r.name), zap.Int64("accept_id", rec.id))
+			}
+			wait.Stop()
 			continue
 		}
 		if err := e.d.Journal.SetAcceptResult(wctx, rec.id, journal.AcceptUnknown, "shutdown before the desk answered", e.now()); err != nil {
 			e.log.Error("journal accept result", zap.String("program", r.name), zap.Error(err))
 		}
+		close(rec.written)
 		r.accepts[journal.AcceptUnknown].Inc()
 		e.log.Warn("accept outcome unknown at shutdown; reconciliation settles it",
 			zap.String("program", r.name), zap.String("quote_id", rec.quoteID), zap.Int64("accept_id", rec.id))
