@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -40,25 +41,7 @@ func DSN(t testing.TB) string {
 func Schema(t testing.TB) string {
 	t.Helper()
 	dsn := DSN(t)
-	var b [6]byte
-	rand.Read(b[:])
-	name := "t_" + hex.EncodeToString(b[:])
-	db, err := sql.Open("pgx", dsn)
-	if err != nil {
-		t.Fatalf("open %s: %v", EnvDSN, err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if _, err := db.ExecContext(ctx, "CREATE SCHEMA "+name); err != nil {
-		db.Close()
-		t.Fatalf("create schema: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		db.ExecContext(ctx, "DROP SCHEMA "+name+" CASCADE")
-		db.Close()
-	})
+	name := create(t, dsn, "SCHEMA", "CASCADE")
 	return WithParam(t, dsn, "search_path", name)
 }
 
@@ -81,6 +64,20 @@ func WithParam(t testing.TB, dsn, key, value string) string {
 func Database(t testing.TB) string {
 	t.Helper()
 	dsn := DSN(t)
+	name := create(t, dsn, "DATABASE", "WITH (FORCE)")
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatalf("%s is not a URL", EnvDSN)
+	}
+	u.Path = "/" + name
+	return u.String()
+}
+
+// create makes a fresh object of kind (SCHEMA or DATABASE) with a random
+// name on the server of dsn, drops it (DROP kind name dropOpts) when the
+// test ends, and returns its name.
+func create(t testing.TB, dsn, kind, dropOpts string) string {
+	t.Helper()
 	var b [6]byte
 	rand.Read(b[:])
 	name := "t_" + hex.EncodeToString(b[:])
@@ -90,22 +87,17 @@ func Database(t testing.TB) string {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if _, err := db.ExecContext(ctx, "CREATE DATABASE "+name); err != nil {
+	if _, err := db.ExecContext(ctx, "CREATE "+kind+" "+name); err != nil {
 		db.Close()
-		t.Fatalf("create database: %v", err)
+		t.Fatalf("create %s: %v", strings.ToLower(kind), err)
 	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		db.ExecContext(ctx, "DROP DATABASE "+name+" WITH (FORCE)")
+		db.ExecContext(ctx, "DROP "+kind+" "+name+" "+dropOpts)
 		db.Close()
 	})
-	u, err := url.Parse(dsn)
-	if err != nil {
-		t.Fatalf("%s is not a URL", EnvDSN)
-	}
-	u.Path = "/" + name
-	return u.String()
+	return name
 }
 
 // Server is a private PostgreSQL server for one test, for tests that
