@@ -135,13 +135,14 @@ func (s *stream) run(ctx context.Context) error {
 	defer conn.Close()
 	defer context.AfterFunc(ctx, func() { conn.Close() })()
 	var q astra.Quote
+	var dec astra.QuoteDecoder
 	for {
 		_, frame, err := conn.ReadMessage()
 		if err != nil {
 			return err
 		}
 		s.st.quotes.Add(1)
-		if err := astra.DecodeQuoteFrame(frame, &q); err != nil {
+		if err := dec.Decode(frame, &q); err != nil {
 			s.st.bad.Add(1)
 			continue
 		}

@@ -100,7 +100,14 @@ var fieldNames = [...]string{"quoteId", "accountId", "fromAsset", "toAsset",
 // bytes and malformed JSON are errors (a *FrameError). On error q holds a
 // partial decode and must not be used. It never panics.
 func DecodeQuoteFrame(frame []byte, q *Quote) error {
-	d := decoder{b: frame}
+	return decodeFrame(frame, q, nil)
+}
+
+// decodeFrame is DecodeQuoteFrame; when sp is not nil it also records where
+// the quote object and its eight values lie, for QuoteDecoder to learn the
+// frame's layout.
+func decodeFrame(frame []byte, q *Quote, sp *valueSpans) error {
+	d := decoder{b: frame, sp: sp}
 	i := d.ws(0)
 	if i >= len(frame) || frame[i] != '{' {
 		return frameErr("", "not a JSON object", i)
@@ -111,15 +118,24 @@ func DecodeQuoteFrame(frame []byte, q *Quote) error {
 		return frameErr("quote", "missing", -1)
 	}
 	for {
-		ks, ke, esc, next, err := d.str(i, "")
-		if err != nil {
+		var ks, next int
+		isQuote := keyAt(frame, i, "quote")
+		if isQuote {
+			ks, next = i+1, i+len(`"quote"`)
+		} else {
+			var ke int
+			var esc bool
+			var err error
+			if ks, ke, esc, next, err = d.str(i, ""); err != nil {
+				return err
+			}
+			isQuote = keyIs(frame[ks:ke], esc, "quote")
+		}
+		var err error
+		if i, err = d.colon(next, ""); err != nil {
 			return err
 		}
-		i, err = d.colon(next, "")
-		if err != nil {
-			return err
-		}
-		if keyIs(frame[ks:ke], esc, "quote") {
+		if isQuote {
 			if seen {
 				return frameErr("quote", "duplicate", ks-1)
 			}
@@ -129,6 +145,9 @@ func DecodeQuoteFrame(frame []byte, q *Quote) error {
 				return err
 			}
 			q.Raw = frame[start:i:i]
+			if sp != nil {
+				sp.raw = span{start, i}
+			}
 		} else if i, err = d.skip(i, 0); err != nil {
 			return err
 		}
@@ -149,7 +168,21 @@ func DecodeQuoteFrame(frame []byte, q *Quote) error {
 	return nil
 }
 
-type decoder struct{ b []byte }
+type decoder struct {
+	b  []byte
+	sp *valueSpans // when not nil, where the values were found
+}
+
+// span is the byte range [start, end) of a value in a frame: a string's
+// content without its quotes, a number's literal.
+type span struct{ start, end int }
+
+// valueSpans records where a decode found the quote object and the values of
+// its eight fields (indexed as fieldNames).
+type valueSpans struct {
+	raw    span
+	fields [len(fieldNames)]span
+}
 
 // ws returns the index of the first non-whitespace byte at or after i.
 func (d *decoder) ws(i int) int {
@@ -203,20 +236,7 @@ func (d *decoder) str(i int, field string) (start, end int, esc bool, next int, 
 	}
 	start = i + 1
 	for j := start; j < len(b); j++ {
-		// Plain bytes are the common case: skip them eight at a time,
-		// straight to the first special byte; the last few one at a time.
-		for j+8 <= len(b) {
-			m := specialMask(binary.LittleEndian.Uint64(b[j:]))
-			if m != 0 {
-				j += bits.TrailingZeros64(m) / 8
-				break
-			}
-			j += 8
-		}
-		for j < len(b) && !strSpecial[b[j]] {
-			j++
-		}
-		if j >= len(b) {
+		if j = plainRun(b, j); j >= len(b) {
 			break
 		}
 		c := b[j]
@@ -244,6 +264,23 @@ func (d *decoder) str(i int, field string) (start, end int, esc bool, next int, 
 		}
 	}
 	return 0, 0, false, 0, frameErr(field, "unterminated string", i)
+}
+
+// plainRun returns the index of the first byte at or after j that is special
+// in a JSON string (see strSpecial), or len(b). Plain bytes are the common
+// case: they are skipped eight at a time, the last few one at a time.
+func plainRun(b []byte, j int) int {
+	for j+8 <= len(b) {
+		m := specialMask(binary.LittleEndian.Uint64(b[j:]))
+		if m != 0 {
+			return j + bits.TrailingZeros64(m)/8
+		}
+		j += 8
+	}
+	for j < len(b) && !strSpecial[b[j]] {
+		j++
+	}
+	return j
 }
 
 // specialMask flags the bytes of x (little-endian: the first byte lowest)
@@ -351,6 +388,14 @@ func keyIs(k []byte, esc bool, name string) bool {
 	return string(k) == name
 }
 
+// keyAt reports whether b holds, at i, the key name written plainly: '"',
+// the name's bytes and '"'. name has no byte that needs escaping, so such a
+// key is exactly name.
+func keyAt(b []byte, i int, name string) bool {
+	end := i + len(name) + 1
+	return end < len(b) && b[i] == '"' && b[end] == '"' && string(b[i+1:end]) == name
+}
+
 // quote decodes the quote object at i into q and returns the index after it.
 func (d *decoder) quote(i int, q *Quote) (int, error) {
 	b := d.b
@@ -363,33 +408,49 @@ func (d *decoder) quote(i int, q *Quote) (int, error) {
 	if i < len(b) && b[i] == '}' {
 		i++
 	} else {
+		expect := 0 // the field the desk's order puts next
 		for {
-			ks, ke, esc, next, err := d.str(i, "")
-			if err != nil {
-				return 0, err
-			}
-			key := b[ks:ke]
-			if esc {
-				key = unescape(key)
-			}
+			var ks, next int
 			field := -1
-			switch string(key) {
-			case "quoteId":
-				field = 0
-			case "accountId":
-				field = 1
-			case "fromAsset":
-				field = 2
-			case "toAsset":
-				field = 3
-			case "fromAssetQuantity":
-				field = 4
-			case "toAssetQuantity":
-				field = 5
-			case "expiryTime":
-				field = 6
-			case "signature":
-				field = 7
+			if expect < len(fieldNames) && keyAt(b, i, fieldNames[expect]) {
+				// The usual frame: the fields in the desk's order, keys
+				// written plainly. A plain name between quotes is the key
+				// exactly, so there is nothing to scan or unescape.
+				field, ks = expect, i+1
+				next = ks + len(fieldNames[field]) + 1
+			} else {
+				var ke int
+				var esc bool
+				var err error
+				ks, ke, esc, next, err = d.str(i, "")
+				if err != nil {
+					return 0, err
+				}
+				key := b[ks:ke]
+				if esc {
+					key = unescape(key)
+				}
+				switch string(key) {
+				case "quoteId":
+					field = 0
+				case "accountId":
+					field = 1
+				case "fromAsset":
+					field = 2
+				case "toAsset":
+					field = 3
+				case "fromAssetQuantity":
+					field = 4
+				case "toAssetQuantity":
+					field = 5
+				case "expiryTime":
+					field = 6
+				case "signature":
+					field = 7
+				}
+			}
+			if field >= 0 {
+				expect = field + 1
 			}
 			name := ""
 			if field >= 0 {
@@ -399,6 +460,7 @@ func (d *decoder) quote(i int, q *Quote) (int, error) {
 				}
 				seen |= 1 << field
 			}
+			var err error
 			if i, err = d.colon(next, name); err != nil {
 				return 0, err
 			}
@@ -415,6 +477,9 @@ func (d *decoder) quote(i int, q *Quote) (int, error) {
 				if len(v) == 0 {
 					return 0, frameErr(name, "empty", vs-1)
 				}
+				if d.sp != nil {
+					d.sp.fields[field] = span{vs, ve}
+				}
 				switch field {
 				case 0:
 					idB = v
@@ -428,12 +493,19 @@ func (d *decoder) quote(i int, q *Quote) (int, error) {
 					sigB = v
 				}
 				i = vnext
-			case 4:
-				i, err = d.quantity(i, name, &q.FromQty)
-			case 5:
-				i, err = d.quantity(i, name, &q.ToQty)
-			case 6:
-				i, err = d.expiry(i, q)
+			case 4, 5, 6:
+				start := i
+				switch field {
+				case 4:
+					i, err = d.quantity(i, name, &q.FromQty)
+				case 5:
+					i, err = d.quantity(i, name, &q.ToQty)
+				default:
+					i, err = d.expiry(i, q)
+				}
+				if err == nil && d.sp != nil {
+					d.sp.fields[field] = span{start, i}
+				}
 			default:
 				i, err = d.skip(i, 1)
 			}
@@ -456,8 +528,13 @@ func (d *decoder) quote(i int, q *Quote) (int, error) {
 			}
 		}
 	}
-	// The id and the signature change with every quote: one allocation holds
-	// both.
+	setIDSig(q, idB, sigB)
+	return i, nil
+}
+
+// setIDSig stores the quote id and signature. They change with every quote:
+// one allocation holds both.
+func setIDSig(q *Quote, idB, sigB []byte) {
 	newID, newSig := q.QuoteID != string(idB), q.Signature != string(sigB)
 	switch {
 	case newID && newSig:
@@ -472,7 +549,6 @@ func (d *decoder) quote(i int, q *Quote) (int, error) {
 	case newSig:
 		q.Signature = string(sigB)
 	}
-	return i, nil
 }
 
 // setString stores v in *dst unless *dst already holds those bytes.

@@ -365,6 +365,21 @@ func BenchmarkDecodeQuoteFrame(b *testing.B) {
 	}
 }
 
+// BenchmarkQuoteDecoder is BenchmarkDecodeQuoteFrame through the stream's
+// QuoteDecoder, which reads frames of the learned layout.
+func BenchmarkQuoteDecoder(b *testing.B) {
+	frames := benchFrames()
+	var q Quote
+	var qd QuoteDecoder
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if err := qd.Decode(frames[i%len(frames)], &q); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 func benchFrames() [][]byte {
 	frames := make([][]byte, 64)
 	for i := range frames {

@@ -145,10 +145,11 @@ func BenchmarkDecodeValidate(b *testing.B) {
 			i, testAccount, 32000+i, i, testNow.Add(5*time.Second).UnixMicro(), i)
 	}
 	var q astra.Quote
+	var qd astra.QuoteDecoder
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		if err := astra.DecodeQuoteFrame(frames[i%len(frames)], &q); err != nil {
+		if err := qd.Decode(frames[i%len(frames)], &q); err != nil {
 			b.Fatal(err)
 		}
 		if err := Validate(&r, &q, testNow); err != nil {

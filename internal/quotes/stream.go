@@ -114,6 +114,7 @@ type Stream struct {
 
 	// Owned by the supervisor goroutine.
 	q       astra.Quote
+	dec     astra.QuoteDecoder // the stream's frame layout
 	ev      Event
 	buf     bytes.Buffer
 	badLog  limiter
@@ -319,7 +320,7 @@ func (s *Stream) deliver(frame []byte) {
 	s.mReceived.Inc()
 	ev := &s.ev
 	*ev = Event{Program: s.req.Program, Frame: frame, ReceivedAt: now}
-	if err := astra.DecodeQuoteFrame(frame, &s.q); err != nil {
+	if err := s.dec.Decode(frame, &s.q); err != nil {
 		ev.Err = err
 	} else {
 		ev.Quote = &s.q

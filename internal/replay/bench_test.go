@@ -55,11 +55,12 @@ func benchDecisionPathWithRecorder(b *testing.B, store FrameStore) {
 	for i := range frames {
 		frames[i] = g.Next(benchT0)
 	}
+	var qd astra.QuoteDecoder
 	decode := func(f sim.QuoteFrame, now time.Time, q *astra.Quote) error {
 		if !f.SetExpiry(now.Add(5 * time.Second)) {
 			b.Fatalf("cannot stamp expiry %v", now)
 		}
-		return astra.DecodeQuoteFrame(f.Bytes, q)
+		return qd.Decode(f.Bytes, q)
 	}
 	env := strategy.Env{GateOpen: true, Balance: dec("5"), BalanceKnown: true, InFlight: true}
 	var q astra.Quote

@@ -10,7 +10,7 @@
 //
 // Run promises that replaying the policy the daemon ran reproduces the
 // daemon's decisions: it calls the same decode, validation and decision code
-// (astra.DecodeQuoteFrame, quotes.Validate, strategy.Program.Decide) with the
+// (astra.QuoteDecoder, quotes.Validate, strategy.Program.Decide) with the
 // recorded outside state, and mirrors what became of the daemon's real
 // accepts.
 package replay

@@ -132,12 +132,13 @@ type programRun struct {
 	byQuote  map[string]*journal.Accept // real accepts journaled from the cutoff on, by quote id
 	releases releaseHeap
 	q        astra.Quote // decode target, reused
+	dec      astra.QuoteDecoder
 	rep      *ProgramReport
 }
 
 // Run replays p over the frames recorded in j from opts.Since on and reports,
 // per program, what p would have done beside what was done. It runs the
-// daemon's own decision code: for each frame, astra.DecodeQuoteFrame,
+// daemon's own decision code: for each frame, astra.QuoteDecoder (DecodeQuoteFrame),
 // quotes.Validate at the frame's receive time, and Program.Decide with the
 // recorded outside state (pause, gate, balance, in-flight) and p's global
 // dry_run. A would-be accept is committed as the daemon commits one; where
@@ -273,7 +274,7 @@ func (r *programRun) decide(f *journal.Frame, dryRun bool) {
 	r.rep.Quotes++
 	q := &r.q
 	var qErr error
-	if err := astra.DecodeQuoteFrame(f.Raw, q); err != nil {
+	if err := r.dec.Decode(f.Raw, q); err != nil {
 		q, qErr = nil, err
 	} else {
 		qErr = quotes.Validate(&r.req, q, f.ReceivedAt)

@@ -146,6 +146,10 @@ type Program struct {
 	targetRoom num
 	dailyRoom  num
 	ref        refWindow
+	// nums caches the fixed forms of the base and quote quantities and the
+	// balance last decided on: the fixed side of a stream's quotes and the
+	// polled balance are the same decimal quote after quote.
+	nums [3]numCache
 	// The reference threshold of a size program for the median keys
 	// thrA, thrB (equal for an odd count): the median rarely moves between
 	// two quotes, and then the multiplication is skipped.
@@ -229,7 +233,9 @@ func (p *Program) Decide(q *astra.Quote, qErr error, env Env, now time.Time) Dec
 		return Decision{OutcomeInvalid, "quote failed validation"}
 	}
 	b, qt := p.Quantities(q)
-	base, quote := newNum(b), newNum(qt)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	base, quote := p.nums[0].of(b), p.nums[1].of(qt)
 	if b.Sign() <= 0 || qt.Sign() <= 0 || (p.fixedBase && base.cmp(p.sizeN) != 0) ||
 		(!p.fixedBase && quote.cmp(p.notionalN) != 0) {
 		// quotes.Validate refuses these; checked again because the
@@ -240,8 +246,6 @@ func (p *Program) Decide(q *astra.Quote, qErr error, env Env, now time.Time) Dec
 	if remainingNanos(q.ExpiryMicros, nowNanos) > int64(MaxExpiryAhead) {
 		return Decision{OutcomeInvalid, "quote expiry lies more than 10 minutes ahead"}
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
 	if _, dup := p.ids[q.QuoteID]; dup {
 		return Decision{OutcomeInvalid, "quote id already accepted"}
 	}
@@ -306,7 +310,7 @@ func (p *Program) decideLocked(q *astra.Quote, base, quote num, env Env, now tim
 	if !env.BalanceKnown {
 		return Decision{OutcomeReserve, "balance of the asset sold is not known yet"}
 	}
-	if !p.keepsReserve(base, quote, env.Balance) {
+	if !p.keepsReserve(base, quote, p.nums[2].of(env.Balance)) {
 		return Decision{OutcomeReserve, "balance of the asset sold would fall below reserve"}
 	}
 	if env.InFlight {
@@ -401,8 +405,7 @@ func (p *Program) beatsReference(baseN, quoteN num) bool {
 
 // keepsReserve: the balance of the asset sold minus the amount sold must stay
 // at or above reserve.
-func (p *Program) keepsReserve(base, quote num, balance decimal.Decimal) bool {
-	bal := newNum(balance)
+func (p *Program) keepsReserve(base, quote, bal num) bool {
 	if p.sell && p.fixedBase {
 		return bal.cmp(p.sizeReserveN) >= 0
 	}
@@ -413,7 +416,7 @@ func (p *Program) keepsReserve(base, quote num, balance decimal.Decimal) bool {
 	if bal.ok && sold.ok && p.reserveN.ok {
 		return bal.f.cmp(sold.f.add(p.reserveN.f)) >= 0
 	}
-	return cmp(balance, sold.d.Add(p.cfg.Reserve)) >= 0
+	return cmp(bal.d, sold.d.Add(p.cfg.Reserve)) >= 0
 }
 
 // Commit counts an accept (real or, in replay, would-be) of q decided at now:

@@ -570,3 +570,64 @@ func TestFixedFormsCompareExactly(t *testing.T) {
 		}
 	}
 }
+
+// TestSearchFixedMatchesSortSearch: the branch-free search finds the same
+// index as sort.Search, for both bounds, over sorted keys with repeats and
+// keys that differ only in their high or low word, for every probe.
+func TestSearchFixedMatchesSortSearch(t *testing.T) {
+	seed := uint64(3)
+	for n := 0; n <= 70; n++ {
+		s := make([]refEntry, n)
+		for i := range s {
+			seed = seed*6364136223846793005 + 1442695040888963407
+			s[i].f = fixed{hi: seed >> 62, lo: seed >> 20 % 8}
+		}
+		sort.Slice(s, func(i, j int) bool { return s[i].f.cmp(s[j].f) < 0 })
+		for hi := uint64(0); hi < 5; hi++ {
+			for lo := uint64(0); lo < 9; lo++ {
+				x := fixed{hi, lo}
+				wantLow := sort.Search(n, func(i int) bool { return s[i].f.cmp(x) >= 0 })
+				wantHigh := sort.Search(n, func(i int) bool { return s[i].f.cmp(x) > 0 })
+				if got := searchFixed(s, x, false); got != wantLow {
+					t.Fatalf("n=%d x=%v: first not below = %d, want %d", n, x, got, wantLow)
+				}
+				if got := searchFixed(s, x, true); got != wantHigh {
+					t.Fatalf("n=%d x=%v: first above = %d, want %d", n, x, got, wantHigh)
+				}
+			}
+		}
+	}
+}
+
+// TestDecisionsFollowEachNewBalanceAndQuantity: one program deciding on
+// and on sees every new balance and quantity (the fixed forms it keeps for
+// the last ones are never reused for another value), whether the value is a
+// new decimal or the very same one again.
+func TestDecisionsFollowEachNewBalanceAndQuantity(t *testing.T) {
+	cfg := zeroValidity(sellProgram())
+	cfg.Reference, cfg.Cooldown = nil, 0
+	p := NewProgram(testAccount, cfg)
+	rich, poor := dec("5"), dec("1.4") // reserve 1 + size 0.5 = 1.5
+	steps := []struct {
+		balance decimal.Decimal
+		price   string
+		want    string
+	}{
+		{rich, "65000", OutcomeAccepted},
+		{poor, "65000", OutcomeReserve},
+		{poor, "65000", OutcomeReserve},
+		{rich, "65000", OutcomeAccepted},
+		{dec("1.5"), "65000", OutcomeAccepted},
+		{dec("1.49"), "65000", OutcomeReserve},
+		{rich, "63999", OutcomeLimitPrice},
+		{rich, "64000", OutcomeAccepted},
+		{rich, "63999.99", OutcomeLimitPrice},
+	}
+	for i, s := range steps {
+		env := openEnv()
+		env.Balance = s.balance
+		if d := p.Decide(sized(cfg, s.price, time.Minute), nil, env, t0); d.Outcome != s.want {
+			t.Fatalf("step %d (balance %s, price %s): %s (%s), want %s", i, s.balance, s.price, d.Outcome, d.Reason, s.want)
+		}
+	}
+}

@@ -94,14 +94,7 @@ func (w *refWindow) pop() {
 	// e's own slot.
 	lo, hi := 0, len(w.sorted)
 	if w.inexact == 0 {
-		for lo < hi {
-			m := int(uint(lo+hi) >> 1)
-			if f := w.sorted[m].f; f.hi < e.f.hi || f.hi == e.f.hi && f.lo < e.f.lo {
-				lo = m + 1
-			} else {
-				hi = m
-			}
-		}
+		lo = searchFixed(w.sorted, e.f, false)
 	} else {
 		for lo < hi {
 			m := int(uint(lo+hi) >> 1)
@@ -152,14 +145,7 @@ func (w *refWindow) insert(nowNanos int64, kn num) {
 	// sit in the slot k is about to take.
 	lo, hi := 0, len(w.sorted)
 	if w.inexact == 0 && e.exact {
-		for lo < hi {
-			m := int(uint(lo+hi) >> 1)
-			if f := w.sorted[m].f; f.hi > e.f.hi || f.hi == e.f.hi && f.lo > e.f.lo {
-				hi = m
-			} else {
-				lo = m + 1
-			}
-		}
+		lo = searchFixed(w.sorted, e.f, true)
 	} else {
 		for lo < hi {
 			m := int(uint(lo+hi) >> 1)
@@ -190,6 +176,38 @@ func (w *refWindow) insert(nowNanos int64, kn num) {
 	w.holeOn = false
 	w.at[tail], w.keys[tail], w.ents[tail] = nowNanos, k, e
 	w.n++
+}
+
+// searchFixed returns the index of the first entry of s (sorted, every entry
+// exact) whose key is not less than x, or with after set, greater than x.
+// The search has no data-dependent branch (the comparison is a borrow, the
+// step a multiplication by it): the window's keys are close together, so a
+// branch on each comparison would be a coin toss for the predictor.
+func searchFixed(s []refEntry, x fixed, after bool) int {
+	n := len(s)
+	if n == 0 {
+		return 0
+	}
+	var a uint64 // 1 when after: compare x < s[i] instead of s[i] < x
+	if after {
+		a = 1
+	}
+	// below(f) is 1 when the entry belongs before the answer: f < x, or
+	// with after set, f ≤ x, which is !(x < f).
+	below := func(f fixed) int {
+		_, b1 := bits.Sub64(f.lo, x.lo, 0)
+		_, lt := bits.Sub64(f.hi, x.hi, b1) // f < x
+		_, c1 := bits.Sub64(x.lo, f.lo, 0)
+		_, gt := bits.Sub64(x.hi, f.hi, c1) // x < f
+		return int(lt&(a^1) | (gt^1)&a)
+	}
+	base := 0
+	for n > 1 {
+		half := n >> 1
+		base += half * below(s[base+half-1].f)
+		n -= half
+	}
+	return base + below(s[base].f)
 }
 
 // grow doubles the ring (up to refCapacity), unrolling it to start at 0.
@@ -298,6 +316,22 @@ type num struct {
 func newNum(d decimal.Decimal) num {
 	f, ok := toFixed(d)
 	return num{d, f, ok}
+}
+
+// numCache remembers the num of the last decimal it was asked about.
+type numCache struct {
+	n   num
+	set bool
+}
+
+// of returns d's num. A decimal is immutable (its coefficient is never
+// changed in place), so one equal to the last, coefficient pointer and
+// exponent alike, has the same num.
+func (c *numCache) of(d decimal.Decimal) num {
+	if !c.set || d != c.n.d {
+		c.n, c.set = newNum(d), true
+	}
+	return c.n
 }
 
 func (a num) cmp(b num) int {

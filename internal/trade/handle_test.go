@@ -41,12 +41,13 @@ func TestDecidingAQuoteDoesNotAllocate(t *testing.T) {
 		frames[i] = g.Next(now.Add(time.Minute))
 	}
 	var q astra.Quote
+	var qd astra.QuoteDecoder // the stream's
 	ev := &quotes.Event{Program: cfg.Name, Quote: &q}
 	i := 0
 	decide := func() {
 		ev.Frame = frames[i%len(frames)].Bytes
 		i++
-		if err := astra.DecodeQuoteFrame(ev.Frame, &q); err != nil {
+		if err := qd.Decode(ev.Frame, &q); err != nil {
 			t.Fatal(err)
 		}
 		ev.ReceivedAt = time.Now()
@@ -56,7 +57,7 @@ func TestDecidingAQuoteDoesNotAllocate(t *testing.T) {
 		decide()
 	}
 	decodeOnly := testing.AllocsPerRun(200, func() {
-		if err := astra.DecodeQuoteFrame(frames[i%len(frames)].Bytes, &q); err != nil {
+		if err := qd.Decode(frames[i%len(frames)].Bytes, &q); err != nil {
 			t.Fatal(err)
 		}
 		i++

@@ -1,0 +1,158 @@
+package astra
+
+import (
+	"strings"
+	"testing"
+)
+
+// decodedEqual compares two decodes of a frame: both errors' text, or every
+// field of both quotes (quantities by coefficient and exponent, so a kept
+// decimal must be the very value a fresh decode gives).
+func decodedEqual(t *testing.T, frame []byte, gotErr, wantErr error, got, want *Quote) {
+	t.Helper()
+	if (gotErr == nil) != (wantErr == nil) || gotErr != nil && gotErr.Error() != wantErr.Error() {
+		t.Fatalf("frame %q: QuoteDecoder error %v, DecodeQuoteFrame error %v", frame, gotErr, wantErr)
+	}
+	if wantErr != nil {
+		return
+	}
+	same := got.QuoteID == want.QuoteID && got.AccountID == want.AccountID &&
+		got.FromAsset == want.FromAsset && got.ToAsset == want.ToAsset &&
+		got.Signature == want.Signature && got.ExpiryMicros == want.ExpiryMicros &&
+		got.FromQty.String() == want.FromQty.String() && got.FromQty.Exponent() == want.FromQty.Exponent() &&
+		got.ToQty.String() == want.ToQty.String() && got.ToQty.Exponent() == want.ToQty.Exponent() &&
+		string(got.Raw) == string(want.Raw)
+	if !same {
+		t.Fatalf("frame %q:\nQuoteDecoder    %+v\nDecodeQuoteFrame %+v", frame, *got, *want)
+	}
+	if len(got.Raw) > 0 && &got.Raw[0] != &frame[strings.Index(string(frame), string(got.Raw))] {
+		t.Fatalf("frame %q: Raw does not alias the frame", frame)
+	}
+}
+
+// TestQuoteDecoderDecodesAsDecodeQuoteFrame: after learning the layout of a
+// frame, the decoder gives for every next frame, following the layout or
+// not, exactly what DecodeQuoteFrame gives: the values, Raw, and the same
+// error for a bad frame.
+func TestQuoteDecoderDecodesAsDecodeQuoteFrame(t *testing.T) {
+	base := sampleFrame
+	cases := []struct {
+		name  string
+		frame string
+	}{
+		{"same frame", base},
+		{"new id, price and signature", strings.NewReplacer(
+			"46c910a54cf1\",\n\"accountId", "46c910a54c99\",\n\"accountId",
+			"81436.0875", "81437.5", "6932874cf", "6932874ce").Replace(base)},
+		{"longer and shorter values", strings.NewReplacer(
+			"1.25", "1.250000", "81436.0875", "9", `"BTC"`, `"BTCX"`).Replace(base)},
+		{"an exponent in a quantity", strings.Replace(base, "81436.0875", "8.14360875e4", 1)},
+		{"expiry with an exponent", strings.Replace(base, "1733561867046245", "1.733561867046245e15", 1)},
+		{"a negative quantity", strings.Replace(base, "1.25", "-1.25", 1)},
+		{"an escape in the id", strings.Replace(base, `"a0743434-`, `"a\u0030743434-`, 1)},
+		{"an empty id", strings.Replace(base, `"a0743434-66c8-49b7-aca2-46c910a54cf1",
+"accountId"`, `"",
+"accountId"`, 1)},
+		{"a string where a number was", strings.Replace(base, "1.25", `"1.25"`, 1)},
+		{"a number where a string was", strings.Replace(base, `"BTC"`, `7`, 1)},
+		{"a quantity out of range", strings.Replace(base, "1.25", "1e-999", 1)},
+		{"an expiry that is not an integer", strings.Replace(base, "1733561867046245", "1733561867046245.5", 1)},
+		{"different spacing", strings.Replace(base, `"toAsset": "USD"`, `"toAsset":"USD"`, 1)},
+		{"fields reordered", strings.Replace(strings.Replace(base, `"fromAsset": "BTC",`, ``, 1),
+			`"toAsset": "USD",`, `"toAsset": "USD", "fromAsset": "BTC",`, 1)},
+		{"a duplicate field", strings.Replace(base, `"toAsset": "USD",`, `"toAsset": "USD", "toAsset": "USD",`, 1)},
+		{"a missing field", strings.Replace(base, `"toAsset": "USD",`, ``, 1)},
+		{"an unknown field", strings.Replace(base, `"toAsset": "USD",`, `"toAsset": "USD", "venue": "x",`, 1)},
+		{"trailing garbage", base + "x"},
+		{"trailing whitespace", base + "\n"},
+		{"truncated", base[:len(base)-3]},
+		{"truncated in a value", base[:strings.Index(base, "81436")+3]},
+		{"a control character in the signature", strings.Replace(base, "6932874cf", "6932874\x01f", 1)},
+		{"an unterminated signature", strings.TrimSuffix(base, "\"\n}\n}")},
+		{"not an object", `[]`},
+		{"empty", ``},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var qd QuoteDecoder
+			var got Quote
+			if err := qd.Decode([]byte(base), &got); err != nil {
+				t.Fatal(err)
+			}
+			if qd.layout == nil {
+				t.Fatal("no layout learned from the sample frame")
+			}
+			f := []byte(c.frame)
+			var want Quote
+			wantErr := DecodeQuoteFrame(f, &want)
+			gotErr := qd.Decode(f, &got)
+			decodedEqual(t, f, gotErr, wantErr, &got, &want)
+			// And once more: the layout a good frame taught, or the one a
+			// bad frame kept, decodes the sample again.
+			var again Quote
+			if err := qd.Decode([]byte(base), &again); err != nil {
+				t.Fatalf("sample after %q: %v", c.frame, err)
+			}
+		})
+	}
+}
+
+// TestQuoteDecoderTakesTheLearnedPath: frames of the learned layout are read
+// by it (nothing is learned again), and the strings that repeat are kept as
+// DecodeQuoteFrame keeps them.
+func TestQuoteDecoderTakesTheLearnedPath(t *testing.T) {
+	var qd QuoteDecoder
+	var q Quote
+	f1 := []byte(frame("", ""))
+	if err := qd.Decode(f1, &q); err != nil {
+		t.Fatal(err)
+	}
+	l := qd.layout
+	account := q.AccountID
+	f2 := []byte(strings.NewReplacer(`"q-1"`, `"q-22"`, `"sig"`, `"sig2"`, `81436.0875`, `81437.5`).Replace(string(f1)))
+	if err := qd.Decode(f2, &q); err != nil {
+		t.Fatal(err)
+	}
+	if qd.layout != l {
+		t.Error("a frame of the learned layout was decoded in full and learned again")
+	}
+	if q.QuoteID != "q-22" || q.Signature != "sig2" || q.ToQty.String() != "81437.5" || q.AccountID != account {
+		t.Errorf("decoded %+v", q)
+	}
+	// Strings never alias the frame.
+	for i := range f2 {
+		f2[i] = 'x'
+	}
+	if q.QuoteID != "q-22" || q.Signature != "sig2" || q.AccountID != "acc" {
+		t.Errorf("decoded strings changed with the frame: %+v", q)
+	}
+	f3 := []byte(strings.Replace(string(f1), `"quoteId":`, `"quoteId" :`, 1))
+	if err := qd.Decode(f3, &q); err != nil {
+		t.Fatal(err)
+	}
+	if qd.layout == l {
+		t.Error("a frame of another layout did not teach its layout")
+	}
+}
+
+// FuzzQuoteDecoder: whatever frame taught the layout (or failed to), the
+// decoder decodes the next frame exactly as DecodeQuoteFrame does.
+func FuzzQuoteDecoder(f *testing.F) {
+	escaped := strings.NewReplacer(`"a0743434-`, `"a\u0030743434-`, `"BTC"`, `"B\"TC"`).Replace(sampleFrame)
+	f.Add([]byte(sampleFrame), []byte(sampleFrame))
+	f.Add([]byte(sampleFrame), []byte(strings.Replace(sampleFrame, "81436.0875", "81436.08751", 1)))
+	f.Add([]byte(sampleFrame), []byte(strings.Replace(sampleFrame, "1.25", "1.25e3", 1)))
+	f.Add([]byte(sampleFrame), []byte(sampleFrame+" "))
+	f.Add([]byte(escaped), []byte(escaped))
+	f.Add([]byte(escaped), []byte(strings.Replace(escaped, "81436.0875", "81437", 1)))
+	f.Add([]byte(frame("", "")), []byte(frame("quoteId", `"q-2"`)))
+	f.Fuzz(func(t *testing.T, first, next []byte) {
+		var qd QuoteDecoder
+		var got Quote
+		_ = qd.Decode(first, &got)
+		var want Quote
+		wantErr := DecodeQuoteFrame(next, &want)
+		gotErr := qd.Decode(next, &got)
+		decodedEqual(t, next, gotErr, wantErr, &got, &want)
+	})
+}
