@@ -1,6 +1,8 @@
 package astra
 
 import (
+	"encoding/binary"
+	"math/bits"
 	"sort"
 
 	"github.com/shopspring/decimal"
@@ -42,6 +44,10 @@ type frameLayout struct {
 	// the learned one, below. The account, the assets and the fixed
 	// quantity repeat in every frame of a stream.
 	seg [len(fieldNames)][]byte
+	// changing has bit k set when the k-th value differed from the learned
+	// one in the last frame: the id, price, expiry and signature change with
+	// every quote, so comparing them with seg would only cost time.
+	changing uint
 	// The learned values: strings and quantities are immutable, so a quote
 	// may share them.
 	strs           [len(fieldNames)]string
@@ -112,7 +118,7 @@ func (l *frameLayout) decode(b []byte, q *Quote) bool {
 			}
 			i += len(lit)
 		}
-		if seg := l.seg[k]; len(b)-i >= len(seg) && string(b[i:i+len(seg)]) == string(seg) {
+		if seg := l.seg[k]; l.changing&(1<<k) == 0 && len(b)-i >= len(seg) && string(b[i:i+len(seg)]) == string(seg) {
 			switch f {
 			case 0:
 				idB = l.id
@@ -135,15 +141,25 @@ func (l *frameLayout) decode(b []byte, q *Quote) bool {
 			skipLit = true
 			continue
 		}
+		// From the next frame on this value is read, not compared; that
+		// reads the same (see above), only the cost differs.
+		l.changing |= 1 << k
 		skipLit = false
 		var err error
 		switch f {
-		case 4:
-			i, err = d.quantity(i, fieldNames[f], &q.FromQty)
-		case 5:
-			i, err = d.quantity(i, fieldNames[f], &q.ToQty)
-		case 6:
-			i, err = d.expiry(i, q)
+		case 4, 5, 6:
+			m, exp, end, ok := plainNumber(b, i)
+			if !ok {
+				return false // left to number and its errors
+			}
+			switch f {
+			case 4:
+				i, err = d.setQuantity(i, fieldNames[f], m, exp, false, end, &q.FromQty)
+			case 5:
+				i, err = d.setQuantity(i, fieldNames[f], m, exp, false, end, &q.ToQty)
+			default:
+				i, err = setExpiry(i, m, exp, false, end, q)
+			}
 		default:
 			// A string: plain bytes up to the closing quote (the learned
 			// text after it starts with that quote). An escape or a
@@ -185,4 +201,77 @@ func (l *frameLayout) decode(b []byte, q *Quote) bool {
 	q.Raw = b[l.rawStart:end:end]
 	setIDSig(q, idB, sigB)
 	return true
+}
+
+// plainNumber reads, eight bytes at a time, the common number literal at i:
+// digits with an optional fraction, no sign, no exponent, at most fastDigits
+// digits, not a leading zero before another digit. It returns the value as
+// number does (m×10^exp) and the index after the literal; ok is false for
+// any other literal, which number then reads.
+func plainNumber(b []byte, i int) (m, exp int64, end int, ok bool) {
+	v, n, j := digitRun(b, i, 0, 0)
+	if n == 0 || n > fastDigits || b[i] == '0' && n > 1 {
+		return 0, 0, 0, false
+	}
+	if j < len(b) && b[j] == '.' {
+		var nf int
+		v, nf, j = digitRun(b, j+1, v, n)
+		if nf == n || nf > fastDigits {
+			return 0, 0, 0, false
+		}
+		exp = int64(n - nf) // minus the digits after the point
+	}
+	if j >= len(b) {
+		return 0, 0, 0, false // number reports the end of the frame
+	}
+	if c := b[j]; c == 'e' || c == 'E' || c == '.' || c >= '0' && c <= '9' {
+		return 0, 0, 0, false
+	}
+	return int64(v), exp, j, true
+}
+
+// digitRun appends to v (which holds n digits) the decimal digits starting
+// at b[i] and returns the new value, digit count and the index after the
+// digits. Past fastDigits digits it only counts (the value is then unused).
+func digitRun(b []byte, i int, v uint64, n int) (uint64, int, int) {
+	for i+8 <= len(b) {
+		x := binary.LittleEndian.Uint64(b[i:])
+		k := leadingDigits(x)
+		if k > 0 && n+k <= fastDigits {
+			v = v*uint64(pow10[k]) + parseDigits(x, k)
+		}
+		n += k
+		i += k
+		if k < 8 || n > fastDigits {
+			return v, n, i
+		}
+	}
+	for ; i < len(b) && b[i] >= '0' && b[i] <= '9'; i++ {
+		if n < fastDigits {
+			v = v*10 + uint64(b[i]-'0')
+		}
+		n++
+	}
+	return v, n, i
+}
+
+// leadingDigits counts the ASCII digits at the start of the eight bytes x
+// (little-endian: the first byte lowest). A byte is a digit when its high
+// nibble is 3 and its low nibble at most 9; neither test carries between
+// bytes.
+func leadingDigits(x uint64) int {
+	const hi, lo = 0xf0f0f0f0f0f0f0f0, 0x0f0f0f0f0f0f0f0f
+	notDigit := (x&hi ^ 0x3030303030303030) | ((x&lo + 0x0606060606060606) & hi)
+	return bits.TrailingZeros64(notDigit) / 8
+}
+
+// parseDigits is the value of the first k (1..8) bytes of x, all ASCII
+// digits, the first the most significant: the digits are moved to the top
+// of the word (the bytes below become leading zeros) and combined in pairs,
+// then fours, then eights.
+func parseDigits(x uint64, k int) uint64 {
+	x = (x & 0x0f0f0f0f0f0f0f0f) << (8 * (8 - k))
+	x = (x * (10<<8 + 1)) >> 8 & 0x00ff00ff00ff00ff
+	x = (x * (100<<16 + 1)) >> 16 & 0x0000ffff0000ffff
+	return (x * (10000<<32 + 1)) >> 32
 }

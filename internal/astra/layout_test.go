@@ -156,3 +156,47 @@ func FuzzQuoteDecoder(f *testing.F) {
 		decodedEqual(t, next, gotErr, wantErr, &got, &want)
 	})
 }
+
+// TestPlainNumberReadsAsNumber: whenever the eight-at-a-time reader takes a
+// literal, number reads the same value and end; it leaves alone every
+// literal it is not sure of. Lengths around the word size and fastDigits,
+// leading zeros, fractions, and every kind of byte after the literal.
+func TestPlainNumberReadsAsNumber(t *testing.T) {
+	lits := []string{"0", "5", "0.5", "00", "05", "0.05", "1.", ".5", "-1", "1e5", "1.5E-3",
+		"12345678", "123456789", "1234567.8", "12345678.12345678", "123456789012345678",
+		"1234567890123456789", "0.000000000000000001", "0.0000000000000000001",
+		"100000000000000000.0", "1733561867046245", "81436.0875", "32012.3456"}
+	seed := uint64(11)
+	for n := 1; n <= 22; n++ {
+		for f := 0; f <= 20; f += 3 {
+			var sb strings.Builder
+			for k := 0; k < n+f; k++ {
+				if k == n {
+					sb.WriteByte('.')
+				}
+				seed = seed*6364136223846793005 + 1442695040888963407
+				sb.WriteByte(byte('0' + seed>>59%10))
+			}
+			lits = append(lits, sb.String())
+		}
+	}
+	took := 0
+	for _, lit := range lits {
+		for _, after := range []string{"", ",", "}", " ", "\n}", "e", "E7", ".", "0", "x", ",\"signature\": \"abc\"\n}\n}"} {
+			b := []byte(lit + after)
+			m, exp, end, ok := plainNumber(b, 0)
+			if !ok {
+				continue
+			}
+			took++
+			d := decoder{b: b}
+			wm, wexp, big, wend, err := d.number(0, "f")
+			if err != nil || big || m != wm || exp != wexp || end != wend {
+				t.Errorf("%q: plainNumber = %d e%d end %d; number = %d e%d end %d big %v err %v", b, m, exp, end, wm, wexp, wend, big, err)
+			}
+		}
+	}
+	if took < len(lits) {
+		t.Errorf("plainNumber took only %d of the literals; the test checks nothing", took)
+	}
+}

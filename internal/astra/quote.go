@@ -640,6 +640,12 @@ func (d *decoder) quantity(i int, field string, dst *decimal.Decimal) (int, erro
 	if err != nil {
 		return 0, err
 	}
+	return d.setQuantity(i, field, m, exp, big, end, dst)
+}
+
+// setQuantity stores the number m×10^exp (or, big, the literal b[i:end]) read
+// at i in *dst, as quantity does.
+func (d *decoder) setQuantity(i int, field string, m, exp int64, big bool, end int, dst *decimal.Decimal) (int, error) {
 	if exp < -maxExponent || exp > maxExponent {
 		return 0, frameErr(field, "out of range", i)
 	}
@@ -663,11 +669,17 @@ var pow10 = [...]int64{1, 10, 100, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11
 // expiry decodes expiryTime, an integer count of microseconds (an exponent
 // form such as 1.7e15 is accepted when the value is integral).
 func (d *decoder) expiry(i int, q *Quote) (int, error) {
-	const field = "expiryTime"
-	m, exp, big, end, err := d.number(i, field)
+	m, exp, big, end, err := d.number(i, "expiryTime")
 	if err != nil {
 		return 0, err
 	}
+	return setExpiry(i, m, exp, big, end, q)
+}
+
+// setExpiry stores the number m×10^exp read at i as the expiry, as expiry
+// does.
+func setExpiry(i int, m, exp int64, big bool, end int, q *Quote) (int, error) {
+	const field = "expiryTime"
 	if big || exp > fastDigits || exp < -fastDigits {
 		if m == 0 && !big {
 			q.ExpiryMicros = 0
