@@ -372,7 +372,7 @@ func (p *Program) beatsReference(baseN, quoteN num) bool {
 	}
 	base, quote := baseN.d, quoteN.d
 	var c int
-	if ea, eb := w.entry((n-1)/2), w.entry(n/2); p.fixedBase && p.refFactorOK && ea.exact && eb.exact && quoteN.ok {
+	if ea, eb := w.keyNum((n-1)/2), w.keyNum(n/2); p.fixedBase && p.refFactorOK && ea.ok && eb.ok && quoteN.ok {
 		// In fixed forms: Q ≥ (a+b)/2 × factor (a = b for an odd count)
 		// is 2·Q·10^18 ≥ (a+b)·factor·10^18, exact in 192 bits.
 		c = quoteN.f.mul(2 * fixedOne).cmp(ea.f.add(eb.f).mul(p.refFactorF))

@@ -396,9 +396,10 @@ func TestNotionalProgramComparesWithoutDividing(t *testing.T) {
 func TestReferenceMedianMatchesSortedWindow(t *testing.T) {
 	for _, tt := range []struct {
 		name string
-		fine int // every fine-th quote carries a price with 20 decimals: a key with no fixed form
-	}{{"fixed-point keys", 0}, {"some keys beyond 18 decimals", 7}} {
-		t.Run(tt.name, func(t *testing.T) { checkWindowAgainstBruteForce(t, tt.fine) })
+		fine int   // every fine-th quote carries a price with exp decimals
+		exp  int32 // -20: a key with no fixed form; -16: one beyond the window's scale
+	}{{"fixed-point keys", 0, 0}, {"some keys beyond 18 decimals", 7, -20}, {"some keys beyond the window's scale", 5, -16}} {
+		t.Run(tt.name, func(t *testing.T) { checkWindowAgainstBruteForce(t, tt.fine, tt.exp) })
 	}
 }
 
@@ -406,7 +407,7 @@ func TestReferenceMedianMatchesSortedWindow(t *testing.T) {
 // and the capacity bound and checks it, at decision time (evicted, with the
 // hole the next insert closes) and after, against a brute force over the
 // same quotes.
-func checkWindowAgainstBruteForce(t *testing.T, fine int) {
+func checkWindowAgainstBruteForce(t *testing.T, fine int, exp int32) {
 	cfg := sellProgram()
 	cfg.Reference = &config.Reference{Window: 30 * time.Second}
 	p := NewProgram(testAccount, cfg)
@@ -439,7 +440,7 @@ func checkWindowAgainstBruteForce(t *testing.T, fine int) {
 		seed = seed*6364136223846793005 + 1442695040888963407
 		price := decimal.New(int64(60000_00+seed>>40%1000000), -2) // 60000.00 .. 69999.99
 		if fine > 0 && i%fine == 0 {
-			price = price.Add(decimal.New(int64(seed>>50%1000+1), -20))
+			price = price.Add(decimal.New(int64(seed>>50%1000+1), exp))
 		}
 		now := t0.Add(time.Duration(i) * 20 * time.Millisecond)
 		q := sized(cfg, price.String(), 5*time.Minute)
@@ -571,30 +572,70 @@ func TestFixedFormsCompareExactly(t *testing.T) {
 	}
 }
 
-// TestSearchFixedMatchesSortSearch: the branch-free search finds the same
-// index as sort.Search, for both bounds, over sorted keys with repeats and
-// keys that differ only in their high or low word, for every probe.
-func TestSearchFixedMatchesSortSearch(t *testing.T) {
+// TestSearchScaledMatchesSortSearch: the branch-free search finds the same
+// index as sort.Search, for both bounds, over sorted keys with repeats, for
+// every probe, at every length.
+func TestSearchScaledMatchesSortSearch(t *testing.T) {
 	seed := uint64(3)
 	for n := 0; n <= 70; n++ {
 		s := make([]refEntry, n)
 		for i := range s {
 			seed = seed*6364136223846793005 + 1442695040888963407
-			s[i].f = fixed{hi: seed >> 62, lo: seed >> 20 % 8}
-		}
-		sort.Slice(s, func(i, j int) bool { return s[i].f.cmp(s[j].f) < 0 })
-		for hi := uint64(0); hi < 5; hi++ {
-			for lo := uint64(0); lo < 9; lo++ {
-				x := fixed{hi, lo}
-				wantLow := sort.Search(n, func(i int) bool { return s[i].f.cmp(x) >= 0 })
-				wantHigh := sort.Search(n, func(i int) bool { return s[i].f.cmp(x) > 0 })
-				if got := searchFixed(s, x, false); got != wantLow {
-					t.Fatalf("n=%d x=%v: first not below = %d, want %d", n, x, got, wantLow)
-				}
-				if got := searchFixed(s, x, true); got != wantHigh {
-					t.Fatalf("n=%d x=%v: first above = %d, want %d", n, x, got, wantHigh)
-				}
+			s[i].k = seed >> 61 // 0..7: many repeats
+			if i%5 == 0 {
+				s[i].k = 1<<64 - 1 - seed>>63 // the top of the range too
 			}
+		}
+		sort.Slice(s, func(i, j int) bool { return s[i].k < s[j].k })
+		for _, x := range []uint64{0, 1, 2, 3, 4, 5, 6, 7, 8, 1<<64 - 2, 1<<64 - 1} {
+			wantLow := sort.Search(n, func(i int) bool { return s[i].k >= x })
+			wantHigh := sort.Search(n, func(i int) bool { return s[i].k > x })
+			if got := searchScaled(s, x, false); got != wantLow {
+				t.Fatalf("n=%d x=%d: first not below = %d, want %d", n, x, got, wantLow)
+			}
+			if got := searchScaled(s, x, true); got != wantHigh {
+				t.Fatalf("n=%d x=%d: first above = %d, want %d", n, x, got, wantHigh)
+			}
+		}
+	}
+}
+
+// TestWindowScaleKeepsKeysExact: the window's integer keys are exact for
+// keys with up to the scale's decimals and up to 18 times the first key;
+// others are left to their decimals. Each case starts a window with its
+// first key.
+func TestWindowScaleKeepsKeysExact(t *testing.T) {
+	for _, tt := range []struct {
+		first, key string
+		want       uint64 // 0: not exact
+	}{
+		{"0.5", "0.5", 500000000000000000},
+		{"0.5", "0.000000000000000001", 1},
+		{"0.5", "18.4", 18400000000000000000},
+		{"0.5", "18.5", 0},
+		{"32000.5", "32000.5", 320005000000000000},
+		{"32000.5", "0.0000000000001", 1},
+		{"32000.5", "0.00000000000001", 0},
+		{"32000.5", "1844674.40737095516", 18446744073709551600},
+		{"32000.5", "1844674.40737095517", 0},
+		{"1", "1.5", 150000000000000000},
+		{"9.99", "1", 100000000000000000},
+		{"123456789012345678", "123456789012345678", 123456789012345678},
+		{"123456789012345678", "0.5", 0},
+	} {
+		var w refWindow
+		first, ok := toFixed(dec(tt.first))
+		if !ok {
+			t.Fatalf("%s has no fixed form", tt.first)
+		}
+		w.scaled(first)
+		f, ok := toFixed(dec(tt.key))
+		if !ok {
+			t.Fatalf("%s has no fixed form", tt.key)
+		}
+		k, exact := w.scaled(f)
+		if tt.want == 0 && exact || tt.want != 0 && (!exact || k != tt.want) {
+			t.Errorf("first %s, key %s: %d exact=%v, want %d", tt.first, tt.key, k, exact, tt.want)
 		}
 	}
 }
@@ -628,6 +669,15 @@ func TestDecisionsFollowEachNewBalanceAndQuantity(t *testing.T) {
 		env.Balance = s.balance
 		if d := p.Decide(sized(cfg, s.price, time.Minute), nil, env, t0); d.Outcome != s.want {
 			t.Fatalf("step %d (balance %s, price %s): %s (%s), want %s", i, s.balance, s.price, d.Outcome, d.Reason, s.want)
+		}
+	}
+}
+
+// TestOutcomeIndexIsTheIndexInOutcomes keeps the benchmark's counter honest.
+func TestOutcomeIndexIsTheIndexInOutcomes(t *testing.T) {
+	for k, o := range Outcomes {
+		if got := outcomeIndex(o); got != k {
+			t.Errorf("outcomeIndex(%q) = %d, want %d", o, got, k)
 		}
 	}
 }

@@ -11,11 +11,14 @@ import (
 // in arrival order (a ring, for eviction) and sorted (for the median). An
 // insert or eviction is a binary search and one memmove, never a sort.
 //
-// The sorted side holds no pointers and compares integers: each entry is
-// the key's fixed form (an exact count of 10^-18) and its ring slot, so the
+// The sorted side holds no pointers and compares 64-bit integers: each entry
+// is the key as an exact count of 10^-scale and its ring slot, so the
 // searches never touch a big.Int and the memmoves need no write barriers.
-// A key with no fixed form (more than 18 decimals, or beyond about 10^19)
-// is compared through its decimal, exactly, whatever it is compared with.
+// The scale is chosen from the window's first key, with the most decimals
+// that leave keys up to 18 times that one in 64 bits (18 decimals for a key
+// below 1, 13 for 32,000.5). A key with more decimals than the scale, or
+// too large, is compared through its decimal, exactly, whatever it is
+// compared with.
 //
 // In the steady state every decision evicts one quote and inserts one, so
 // evict leaves the last key it removes in place as a hole (skipped by key
@@ -24,7 +27,7 @@ import (
 type refWindow struct {
 	window int64 // nanoseconds
 	at     []int64
-	keys   []decimal.Decimal
+	keys   []num      // each ring slot's key, with its 10^-18 fixed form
 	ents   []refEntry // the sorted entry of each ring slot
 	head   int        // index of the oldest entry in the ring
 	n      int
@@ -33,15 +36,40 @@ type refWindow struct {
 	holeOn bool
 	hole   int
 	// inexact counts the entries of sorted (the hole included) without a
-	// fixed form; while it is 0 the searches compare fixed forms inline.
+	// scaled form; while it is 0 the searches compare scaled forms inline.
 	inexact int
+	// unit is 10^(18−scale): a key's scaled form is its fixed form divided
+	// by unit. 0 until the first key with a fixed form sets it.
+	unit uint64
 }
 
 // refEntry is a key in the sorted side of the window.
 type refEntry struct {
-	f     fixed
+	k     uint64 // the key in units of 10^-scale, when exact
 	slot  uint32 // the key's index in the ring
-	exact bool   // f is the key; otherwise compare keys[slot]
+	exact bool   // k is the key; otherwise compare keys[slot]
+}
+
+// scaled returns the window's integer form of a key with fixed form f:
+// f/unit when that is a whole number below 2^64.
+func (w *refWindow) scaled(f fixed) (uint64, bool) {
+	if w.unit == 0 {
+		// The first key: unit = 10^(digits of its integer part), which
+		// leaves room for keys up to 18 times it.
+		w.unit = 1
+		for w.unit < 1e18 {
+			hi, lo := bits.Mul64(w.unit, fixedOne)
+			if (fixed{hi, lo}).cmp(f) > 0 {
+				break
+			}
+			w.unit *= 10
+		}
+	}
+	if f.hi >= w.unit {
+		return 0, false
+	}
+	k, rem := bits.Div64(f.hi, f.lo, w.unit)
+	return k, rem == 0
 }
 
 // Len is the number of keys in the window.
@@ -57,23 +85,29 @@ func (w *refWindow) key(i int) decimal.Decimal {
 	if w.holeOn && i >= w.hole {
 		i++
 	}
-	return w.keys[w.sorted[i].slot]
+	return w.keys[w.sorted[i].slot].d
 }
 
-// entry is the sorted entry of the i-th smallest key in the window.
-func (w *refWindow) entry(i int) refEntry {
+// keyNum is the i-th smallest key in the window with its fixed form.
+func (w *refWindow) keyNum(i int) num {
 	if w.holeOn && i >= w.hole {
 		i++
 	}
-	return w.sorted[i]
+	return w.keys[w.sorted[i].slot]
 }
 
 // cmpTo compares the key of a with the key e, whose decimal is k.
 func (w *refWindow) cmpTo(a, e refEntry, k decimal.Decimal) int {
 	if a.exact && e.exact {
-		return a.f.cmp(e.f)
+		switch {
+		case a.k < e.k:
+			return -1
+		case a.k > e.k:
+			return 1
+		}
+		return 0
 	}
-	return cmp(w.keys[a.slot], k)
+	return cmp(w.keys[a.slot].d, k)
 }
 
 // evict removes the keys older than the window; the last one it removes
@@ -89,12 +123,12 @@ func (w *refWindow) evict(nowNanos int64) {
 func (w *refWindow) pop() {
 	w.closeHole()
 	e := w.ents[w.head]
-	k := w.keys[w.head]
+	k := w.keys[w.head].d
 	// The first entry not less than e, then on through the equal keys to
 	// e's own slot.
 	lo, hi := 0, len(w.sorted)
 	if w.inexact == 0 {
-		lo = searchFixed(w.sorted, e.f, false)
+		lo = searchScaled(w.sorted, e.k, false)
 	} else {
 		for lo < hi {
 			m := int(uint(lo+hi) >> 1)
@@ -138,14 +172,17 @@ func (w *refWindow) insert(nowNanos int64, kn num) {
 		w.grow()
 	}
 	tail := (w.head + w.n) % len(w.at)
-	e := refEntry{f: kn.f, slot: uint32(tail), exact: kn.ok}
+	e := refEntry{slot: uint32(tail)}
+	if kn.ok {
+		e.k, e.exact = w.scaled(kn.f)
+	}
 	// After the last key not greater than k, so equal keys keep arrival
 	// order. The hole is still a key in order, so the search need not
 	// skip it. Searched before the ring is written: the hole's key may
 	// sit in the slot k is about to take.
 	lo, hi := 0, len(w.sorted)
 	if w.inexact == 0 && e.exact {
-		lo = searchFixed(w.sorted, e.f, true)
+		lo = searchScaled(w.sorted, e.k, true)
 	} else {
 		for lo < hi {
 			m := int(uint(lo+hi) >> 1)
@@ -174,40 +211,44 @@ func (w *refWindow) insert(nowNanos int64, kn num) {
 	}
 	w.sorted[lo] = e
 	w.holeOn = false
-	w.at[tail], w.keys[tail], w.ents[tail] = nowNanos, k, e
+	w.at[tail], w.keys[tail], w.ents[tail] = nowNanos, kn, e
 	w.n++
 }
 
-// searchFixed returns the index of the first entry of s (sorted, every entry
-// exact) whose key is not less than x, or with after set, greater than x.
-// The search has no data-dependent branch (the comparison is a borrow, the
-// step a multiplication by it): the window's keys are close together, so a
-// branch on each comparison would be a coin toss for the predictor.
-func searchFixed(s []refEntry, x fixed, after bool) int {
+// searchScaled returns the index of the first entry of s (sorted, every
+// entry exact) whose key is not less than x, or with after set, greater than
+// x. The search has no data-dependent branch (the step is a multiplication
+// by the comparison): the window's keys are close together, so a branch on
+// each comparison would be a coin toss for the predictor.
+func searchScaled(s []refEntry, x uint64, after bool) int {
 	n := len(s)
 	if n == 0 {
 		return 0
 	}
-	var a uint64 // 1 when after: compare x < s[i] instead of s[i] < x
-	if after {
-		a = 1
-	}
-	// below(f) is 1 when the entry belongs before the answer: f < x, or
-	// with after set, f ≤ x, which is !(x < f).
-	below := func(f fixed) int {
-		_, b1 := bits.Sub64(f.lo, x.lo, 0)
-		_, lt := bits.Sub64(f.hi, x.hi, b1) // f < x
-		_, c1 := bits.Sub64(x.lo, f.lo, 0)
-		_, gt := bits.Sub64(x.hi, f.hi, c1) // x < f
-		return int(lt&(a^1) | (gt^1)&a)
-	}
 	base := 0
+	if after {
+		for n > 1 {
+			half := n >> 1
+			base += half * b2i(s[base+half-1].k <= x)
+			n -= half
+		}
+		return base + b2i(s[base].k <= x)
+	}
 	for n > 1 {
 		half := n >> 1
-		base += half * below(s[base+half-1].f)
+		base += half * b2i(s[base+half-1].k < x)
 		n -= half
 	}
-	return base + below(s[base].f)
+	return base + b2i(s[base].k < x)
+}
+
+// b2i is 1 for true, 0 for false, without a branch.
+func b2i(b bool) int {
+	var i int
+	if b {
+		i = 1
+	}
+	return i
 }
 
 // grow doubles the ring (up to refCapacity), unrolling it to start at 0.
@@ -215,7 +256,7 @@ func searchFixed(s []refEntry, x fixed, after bool) int {
 func (w *refWindow) grow() {
 	size := min(max(2*len(w.at), 16), refCapacity)
 	at := make([]int64, size)
-	keys := make([]decimal.Decimal, size)
+	keys := make([]num, size)
 	ents := make([]refEntry, size)
 	old := len(w.at)
 	for i := 0; i < w.n; i++ {
