@@ -157,11 +157,7 @@ func (j *Journal) Withdrawals(ctx context.Context, f WithdrawalFilter) ([]Withdr
 		q += " WHERE " + strings.Join(where, " AND ")
 	}
 	q += " ORDER BY created_at, id"
-	ws, err := j.queryWithdrawals(ctx, q, args...)
-	if err != nil {
-		return nil, fmt.Errorf("journal: list withdrawals: %w", err)
-	}
-	return ws, nil
+	return readAll(ctx, j, "list withdrawals", q, args, scanWithdrawal)
 }
 
 // OpenWithdrawals lists the withdrawals that still block their rule (intent,
@@ -173,9 +169,10 @@ func (j *Journal) OpenWithdrawals(ctx context.Context) ([]Withdrawal, error) {
 
 // WithdrawalByID returns one withdrawal, or an error wrapping ErrNotFound.
 func (j *Journal) WithdrawalByID(ctx context.Context, id int64) (Withdrawal, error) {
-	ws, err := j.queryWithdrawals(ctx, "SELECT "+withdrawalCols+" FROM withdrawals WHERE id = ?", id)
+	ws, err := readAll(ctx, j, fmt.Sprintf("withdrawal %d", id), "SELECT "+withdrawalCols+" FROM withdrawals WHERE id = ?",
+		[]any{id}, scanWithdrawal)
 	if err != nil {
-		return Withdrawal{}, fmt.Errorf("journal: withdrawal %d: %w", id, err)
+		return Withdrawal{}, err
 	}
 	if len(ws) == 0 {
 		return Withdrawal{}, fmt.Errorf("journal: withdrawal %d: %w", id, ErrNotFound)
@@ -183,33 +180,22 @@ func (j *Journal) WithdrawalByID(ctx context.Context, id int64) (Withdrawal, err
 	return ws[0], nil
 }
 
-func (j *Journal) queryWithdrawals(ctx context.Context, q string, args ...any) ([]Withdrawal, error) {
-	db, err := j.reader()
-	if err != nil {
-		return nil, err
+// scanWithdrawal decodes a withdrawals row (withdrawalCols).
+func scanWithdrawal(s scanner) (Withdrawal, error) {
+	var (
+		w                  Withdrawal
+		amount             string
+		created, updatedAt sql.NullInt64
+		err                error
+	)
+	if err = s.Scan(&w.ID, &w.Rule, &w.Asset, &w.Network, &w.Address, &amount, &created, &w.State,
+		&w.DeskID, &w.DeskStatus, &w.Error, &updatedAt); err != nil {
+		return Withdrawal{}, err
 	}
-	rows, err := db.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, err
+	if w.Amount, err = parseDecimal(amount, "withdrawals", w.ID, "amount"); err != nil {
+		return Withdrawal{}, err
 	}
-	defer rows.Close()
-	var out []Withdrawal
-	for rows.Next() {
-		var (
-			w                  Withdrawal
-			amount             string
-			created, updatedAt sql.NullInt64
-		)
-		if err := rows.Scan(&w.ID, &w.Rule, &w.Asset, &w.Network, &w.Address, &amount, &created, &w.State,
-			&w.DeskID, &w.DeskStatus, &w.Error, &updatedAt); err != nil {
-			return nil, err
-		}
-		if w.Amount, err = parseDecimal(amount, "withdrawals", w.ID, "amount"); err != nil {
-			return nil, err
-		}
-		w.CreatedAt = fromNanos(created)
-		w.UpdatedAt = fromNanos(updatedAt)
-		out = append(out, w)
-	}
-	return out, rows.Err()
+	w.CreatedAt = fromNanos(created)
+	w.UpdatedAt = fromNanos(updatedAt)
+	return w, nil
 }
