@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 )
 
@@ -138,28 +137,11 @@ func (j *Journal) MarkPendingAcceptsUnknown(ctx context.Context) (int, error) {
 
 // Accepts lists accepts matching f, oldest first (by SentAt, then id).
 func (j *Journal) Accepts(ctx context.Context, f AcceptFilter) ([]Accept, error) {
-	var where []string
-	var args []any
-	if f.Program != "" {
-		where = append(where, "program = ?")
-		args = append(args, f.Program)
-	}
-	if !f.Since.IsZero() {
-		where = append(where, "sent_at >= ?")
-		args = append(args, sinceNanos(f.Since))
-	}
-	if len(f.Results) > 0 {
-		where = append(where, "result IN ("+inList(len(f.Results))+")")
-		for _, r := range f.Results {
-			args = append(args, r)
-		}
-	}
-	q := "SELECT " + acceptCols + " FROM accepts"
-	if len(where) > 0 {
-		q += " WHERE " + strings.Join(where, " AND ")
-	}
-	q += " ORDER BY sent_at, id"
-	return readAll(ctx, j, "list accepts", q, args, scanAccept)
+	var w where
+	w.equal("program", f.Program)
+	w.since("sent_at", f.Since)
+	w.in("result", f.Results)
+	return readAll(ctx, j, "list accepts", w.query(acceptCols, "accepts", "sent_at, id"), w.args, scanAccept)
 }
 
 // LastAccept returns the newest accept of program by SentAt, whatever its
@@ -178,15 +160,7 @@ func (j *Journal) LastAccept(ctx context.Context, program string) (Accept, bool,
 
 // AcceptByID returns one accept, or an error wrapping ErrNotFound.
 func (j *Journal) AcceptByID(ctx context.Context, id int64) (Accept, error) {
-	as, err := readAll(ctx, j, fmt.Sprintf("accept %d", id), "SELECT "+acceptCols+" FROM accepts WHERE id = ?",
-		[]any{id}, scanAccept)
-	if err != nil {
-		return Accept{}, err
-	}
-	if len(as) == 0 {
-		return Accept{}, fmt.Errorf("journal: accept %d: %w", id, ErrNotFound)
-	}
-	return as[0], nil
+	return readByID(ctx, j, "accept", id, acceptCols, "accepts", scanAccept)
 }
 
 // scanAccept decodes an accepts row (acceptCols).

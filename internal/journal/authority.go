@@ -79,16 +79,10 @@ func (j *Journal) AuthorityState(ctx context.Context) (baseline []byte, ok bool,
 // AuthorityChanges lists the changes in the given states (none given: all),
 // oldest first.
 func (j *Journal) AuthorityChanges(ctx context.Context, states ...string) ([]AuthorityChange, error) {
-	q := `SELECT id, kind, item, diff, first_seen, effective_at, state, resolved_at FROM authority_changes`
-	args := make([]any, len(states))
-	for i, s := range states {
-		args[i] = s
-	}
-	if len(states) > 0 {
-		q += ` WHERE state IN (` + inList(len(states)) + `)`
-	}
-	q += ` ORDER BY first_seen, id`
-	return readAll(ctx, j, "read authority changes", q, args, scanAuthorityChange)
+	var w where
+	w.in("state", states)
+	q := w.query("id, kind, item, diff, first_seen, effective_at, state, resolved_at", "authority_changes", "first_seen, id")
+	return readAll(ctx, j, "read authority changes", q, w.args, scanAuthorityChange)
 }
 
 // scanAuthorityChange decodes an authority_changes row as AuthorityChanges

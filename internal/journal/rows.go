@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
+	"time"
 )
 
 // queryer is what a read runs on: the read pool (j.reader()), or the write
@@ -81,4 +83,66 @@ func readAll[T any](ctx context.Context, j *Journal, what, q string, args []any,
 		return nil, fmt.Errorf("journal: %s: %w", what, err)
 	}
 	return collectRows(ctx, db, what, q, args, scan)
+}
+
+// readByID reads the row of table whose id is id (cols decoded by scan) on
+// the read pool, or returns an error wrapping ErrNotFound. Errors read
+// "journal: <noun> <id>: ...".
+func readByID[T any](ctx context.Context, j *Journal, noun string, id int64, cols, table string,
+	scan func(scanner) (T, error)) (T, error) {
+	what := fmt.Sprintf("%s %d", noun, id)
+	vs, err := readAll(ctx, j, what, "SELECT "+cols+" FROM "+table+" WHERE id = ?", []any{id}, scan)
+	if err != nil {
+		var zero T
+		return zero, err
+	}
+	if len(vs) == 0 {
+		var zero T
+		return zero, fmt.Errorf("journal: %s: %w", what, ErrNotFound)
+	}
+	return vs[0], nil
+}
+
+// where builds the WHERE clause of a listing from its filter's fields, each
+// condition only when its field is set (a zero field does not filter). Column
+// names are the journal's own constants, never input; values are always bound
+// as arguments.
+type where struct {
+	conds []string
+	args  []any
+}
+
+// equal adds "col = v" unless v is "".
+func (w *where) equal(col, v string) {
+	if v != "" {
+		w.conds = append(w.conds, col+" = ?")
+		w.args = append(w.args, v)
+	}
+}
+
+// since adds "col >= t" unless t is zero.
+func (w *where) since(col string, t time.Time) {
+	if !t.IsZero() {
+		w.conds = append(w.conds, col+" >= ?")
+		w.args = append(w.args, sinceNanos(t))
+	}
+}
+
+// in adds "col IN (vs...)" unless vs is empty.
+func (w *where) in(col string, vs []string) {
+	if len(vs) > 0 {
+		w.conds = append(w.conds, col+" IN ("+inList(len(vs))+")")
+		for _, v := range vs {
+			w.args = append(w.args, v)
+		}
+	}
+}
+
+// query returns "SELECT cols FROM table [WHERE ...] ORDER BY order".
+func (w *where) query(cols, table, order string) string {
+	q := "SELECT " + cols + " FROM " + table
+	if len(w.conds) > 0 {
+		q += " WHERE " + strings.Join(w.conds, " AND ")
+	}
+	return q + " ORDER BY " + order
 }

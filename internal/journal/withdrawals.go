@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 )
 
@@ -132,32 +131,12 @@ func (j *Journal) updateWithdrawal(ctx context.Context, id int64, state, deskID,
 
 // Withdrawals lists withdrawals matching f, oldest first (by CreatedAt, then id).
 func (j *Journal) Withdrawals(ctx context.Context, f WithdrawalFilter) ([]Withdrawal, error) {
-	var where []string
-	var args []any
-	if f.Rule != "" {
-		where = append(where, "rule = ?")
-		args = append(args, f.Rule)
-	}
-	if f.Asset != "" {
-		where = append(where, "asset = ?")
-		args = append(args, f.Asset)
-	}
-	if !f.Since.IsZero() {
-		where = append(where, "created_at >= ?")
-		args = append(args, sinceNanos(f.Since))
-	}
-	if len(f.States) > 0 {
-		where = append(where, "state IN ("+inList(len(f.States))+")")
-		for _, s := range f.States {
-			args = append(args, s)
-		}
-	}
-	q := "SELECT " + withdrawalCols + " FROM withdrawals"
-	if len(where) > 0 {
-		q += " WHERE " + strings.Join(where, " AND ")
-	}
-	q += " ORDER BY created_at, id"
-	return readAll(ctx, j, "list withdrawals", q, args, scanWithdrawal)
+	var w where
+	w.equal("rule", f.Rule)
+	w.equal("asset", f.Asset)
+	w.since("created_at", f.Since)
+	w.in("state", f.States)
+	return readAll(ctx, j, "list withdrawals", w.query(withdrawalCols, "withdrawals", "created_at, id"), w.args, scanWithdrawal)
 }
 
 // OpenWithdrawals lists the withdrawals that still block their rule (intent,
@@ -169,15 +148,7 @@ func (j *Journal) OpenWithdrawals(ctx context.Context) ([]Withdrawal, error) {
 
 // WithdrawalByID returns one withdrawal, or an error wrapping ErrNotFound.
 func (j *Journal) WithdrawalByID(ctx context.Context, id int64) (Withdrawal, error) {
-	ws, err := readAll(ctx, j, fmt.Sprintf("withdrawal %d", id), "SELECT "+withdrawalCols+" FROM withdrawals WHERE id = ?",
-		[]any{id}, scanWithdrawal)
-	if err != nil {
-		return Withdrawal{}, err
-	}
-	if len(ws) == 0 {
-		return Withdrawal{}, fmt.Errorf("journal: withdrawal %d: %w", id, ErrNotFound)
-	}
-	return ws[0], nil
+	return readByID(ctx, j, "withdrawal", id, withdrawalCols, "withdrawals", scanWithdrawal)
 }
 
 // scanWithdrawal decodes a withdrawals row (withdrawalCols).
