@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 )
 
@@ -108,20 +107,9 @@ func (j *Journal) MarkPendingAcceptsUnknown(ctx context.Context) (int, error) {
 	now := time.Now().UnixNano()
 	err := j.write(ctx, j.w, func(tx *sql.Tx) error {
 		// The ids first: each one changed gets its own audit entry.
-		rows, err := tx.QueryContext(ctx, `SELECT id FROM accepts WHERE result = ? ORDER BY id`, AcceptPending)
+		ids, err := collectRows(ctx, tx, "read pending accepts", `SELECT id FROM accepts WHERE result = ? ORDER BY id`,
+			[]any{AcceptPending}, scanID)
 		if err != nil {
-			return err
-		}
-		var ids []int64
-		for rows.Next() {
-			var id int64
-			if err := rows.Scan(&id); err != nil {
-				rows.Close()
-				return err
-			}
-			ids = append(ids, id)
-		}
-		if err := errors.Join(rows.Err(), rows.Close()); err != nil {
 			return err
 		}
 		res, err := tx.ExecContext(ctx, `UPDATE accepts
@@ -149,41 +137,20 @@ func (j *Journal) MarkPendingAcceptsUnknown(ctx context.Context) (int, error) {
 
 // Accepts lists accepts matching f, oldest first (by SentAt, then id).
 func (j *Journal) Accepts(ctx context.Context, f AcceptFilter) ([]Accept, error) {
-	var where []string
-	var args []any
-	if f.Program != "" {
-		where = append(where, "program = ?")
-		args = append(args, f.Program)
-	}
-	if !f.Since.IsZero() {
-		where = append(where, "sent_at >= ?")
-		args = append(args, sinceNanos(f.Since))
-	}
-	if len(f.Results) > 0 {
-		where = append(where, "result IN ("+inList(len(f.Results))+")")
-		for _, r := range f.Results {
-			args = append(args, r)
-		}
-	}
-	q := "SELECT " + acceptCols + " FROM accepts"
-	if len(where) > 0 {
-		q += " WHERE " + strings.Join(where, " AND ")
-	}
-	q += " ORDER BY sent_at, id"
-	as, err := j.queryAccepts(ctx, q, args...)
-	if err != nil {
-		return nil, fmt.Errorf("journal: list accepts: %w", err)
-	}
-	return as, nil
+	var w where
+	w.equal("program", f.Program)
+	w.since("sent_at", f.Since)
+	w.in("result", f.Results)
+	return readAll(ctx, j, "list accepts", w.query(acceptCols, "accepts", "sent_at, id"), w.args, scanAccept)
 }
 
 // LastAccept returns the newest accept of program by SentAt, whatever its
 // result, or ok=false when the program has none.
 func (j *Journal) LastAccept(ctx context.Context, program string) (Accept, bool, error) {
-	as, err := j.queryAccepts(ctx, "SELECT "+acceptCols+
-		" FROM accepts WHERE program = ? ORDER BY sent_at DESC, id DESC LIMIT 1", program)
+	as, err := readAll(ctx, j, "last accept of "+program, "SELECT "+acceptCols+
+		" FROM accepts WHERE program = ? ORDER BY sent_at DESC, id DESC LIMIT 1", []any{program}, scanAccept)
 	if err != nil {
-		return Accept{}, false, fmt.Errorf("journal: last accept of %s: %w", program, err)
+		return Accept{}, false, err
 	}
 	if len(as) == 0 {
 		return Accept{}, false, nil
@@ -193,46 +160,28 @@ func (j *Journal) LastAccept(ctx context.Context, program string) (Accept, bool,
 
 // AcceptByID returns one accept, or an error wrapping ErrNotFound.
 func (j *Journal) AcceptByID(ctx context.Context, id int64) (Accept, error) {
-	as, err := j.queryAccepts(ctx, "SELECT "+acceptCols+" FROM accepts WHERE id = ?", id)
-	if err != nil {
-		return Accept{}, fmt.Errorf("journal: accept %d: %w", id, err)
-	}
-	if len(as) == 0 {
-		return Accept{}, fmt.Errorf("journal: accept %d: %w", id, ErrNotFound)
-	}
-	return as[0], nil
+	return readByID(ctx, j, "accept", id, acceptCols, "accepts", scanAccept)
 }
 
-func (j *Journal) queryAccepts(ctx context.Context, q string, args ...any) ([]Accept, error) {
-	db, err := j.reader()
-	if err != nil {
-		return nil, err
+// scanAccept decodes an accepts row (acceptCols).
+func scanAccept(s scanner) (Accept, error) {
+	var (
+		a                 Accept
+		baseQty, quoteQty string
+		sentAt, resultAt  sql.NullInt64
+		err               error
+	)
+	if err = s.Scan(&a.ID, &a.Program, &a.QuoteID, &a.RawQuote, &a.BaseAsset, &a.QuoteAsset, &a.Side,
+		&baseQty, &quoteQty, &a.ExpiryMicros, &sentAt, &a.Result, &a.Message, &resultAt, &a.ConvertID); err != nil {
+		return Accept{}, err
 	}
-	rows, err := db.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, err
+	if a.BaseQty, err = parseDecimal(baseQty, "accepts", a.ID, "base_qty"); err != nil {
+		return Accept{}, err
 	}
-	defer rows.Close()
-	var out []Accept
-	for rows.Next() {
-		var (
-			a                 Accept
-			baseQty, quoteQty string
-			sentAt, resultAt  sql.NullInt64
-		)
-		if err := rows.Scan(&a.ID, &a.Program, &a.QuoteID, &a.RawQuote, &a.BaseAsset, &a.QuoteAsset, &a.Side,
-			&baseQty, &quoteQty, &a.ExpiryMicros, &sentAt, &a.Result, &a.Message, &resultAt, &a.ConvertID); err != nil {
-			return nil, err
-		}
-		if a.BaseQty, err = parseDecimal(baseQty, "accepts", a.ID, "base_qty"); err != nil {
-			return nil, err
-		}
-		if a.QuoteQty, err = parseDecimal(quoteQty, "accepts", a.ID, "quote_qty"); err != nil {
-			return nil, err
-		}
-		a.SentAt = fromNanos(sentAt)
-		a.ResultAt = fromNanos(resultAt)
-		out = append(out, a)
+	if a.QuoteQty, err = parseDecimal(quoteQty, "accepts", a.ID, "quote_qty"); err != nil {
+		return Accept{}, err
 	}
-	return out, rows.Err()
+	a.SentAt = fromNanos(sentAt)
+	a.ResultAt = fromNanos(resultAt)
+	return a, nil
 }

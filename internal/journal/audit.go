@@ -541,20 +541,10 @@ func (j *Journal) AppendAuthority(ctx context.Context, kind, by string, data any
 // in the journal when the chain is created (the migration to schema 3), in
 // the migration's transaction, so that from then on every row is covered.
 func (j *Journal) auditSnapshot(ctx context.Context, tx *sql.Tx) error {
-	rows, err := tx.QueryContext(ctx, `SELECT `+auditAcceptCols+` FROM accepts ORDER BY id`)
+	// Each table is read whole before its entries are appended: the
+	// transaction's one connection runs one statement at a time.
+	as, err := collectRows(ctx, tx, "read accepts", `SELECT `+auditAcceptCols+` FROM accepts ORDER BY id`, nil, scanAuditAccept)
 	if err != nil {
-		return err
-	}
-	var as []auditAccept
-	for rows.Next() {
-		a, err := scanAuditAccept(rows)
-		if err != nil {
-			rows.Close()
-			return err
-		}
-		as = append(as, a)
-	}
-	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
 		return err
 	}
 	for _, a := range as {
@@ -562,20 +552,9 @@ func (j *Journal) auditSnapshot(ctx context.Context, tx *sql.Tx) error {
 			return err
 		}
 	}
-	rows, err = tx.QueryContext(ctx, `SELECT `+auditWithdrawalCols+` FROM withdrawals ORDER BY id`)
+	ws, err := collectRows(ctx, tx, "read withdrawals", `SELECT `+auditWithdrawalCols+` FROM withdrawals ORDER BY id`, nil,
+		scanAuditWithdrawal)
 	if err != nil {
-		return err
-	}
-	var ws []auditWithdrawal
-	for rows.Next() {
-		w, err := scanAuditWithdrawal(rows)
-		if err != nil {
-			rows.Close()
-			return err
-		}
-		ws = append(ws, w)
-	}
-	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
 		return err
 	}
 	for _, w := range ws {
@@ -583,20 +562,8 @@ func (j *Journal) auditSnapshot(ctx context.Context, tx *sql.Tx) error {
 			return err
 		}
 	}
-	rows, err = tx.QueryContext(ctx, `SELECT id, at, clean, body FROM reports ORDER BY id`)
+	rs, err := collectRows(ctx, tx, "read reports", `SELECT id, at, clean, body FROM reports ORDER BY id`, nil, scanAuditReport)
 	if err != nil {
-		return err
-	}
-	var rs []auditReport
-	for rows.Next() {
-		r, err := scanAuditReport(rows)
-		if err != nil {
-			rows.Close()
-			return err
-		}
-		rs = append(rs, r)
-	}
-	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
 		return err
 	}
 	for _, r := range rs {
@@ -643,26 +610,19 @@ func (j *Journal) AuditEntries(ctx context.Context, since time.Time, fn func(Aud
 	if err != nil {
 		return err
 	}
-	rows, err := db.QueryContext(ctx, `SELECT seq, at, kind, body, hash FROM audit WHERE at >= ? ORDER BY seq`, sinceNanos(since))
-	if err != nil {
-		return fmt.Errorf("journal: read audit entries: %w", err)
+	return eachRow(ctx, db, "read audit entries", `SELECT seq, at, kind, body, hash FROM audit WHERE at >= ? ORDER BY seq`,
+		[]any{sinceNanos(since)}, scanAuditEntry, fn)
+}
+
+// scanAuditEntry decodes an audit row (seq, at, kind, body, hash).
+func scanAuditEntry(s scanner) (AuditEntry, error) {
+	var (
+		e  AuditEntry
+		at int64
+	)
+	if err := s.Scan(&e.Seq, &at, &e.Kind, &e.Body, &e.Hash); err != nil {
+		return AuditEntry{}, err
 	}
-	defer rows.Close()
-	for rows.Next() {
-		var (
-			e  AuditEntry
-			at int64
-		)
-		if err := rows.Scan(&e.Seq, &at, &e.Kind, &e.Body, &e.Hash); err != nil {
-			return fmt.Errorf("journal: read audit entries: %w", err)
-		}
-		e.At = time.Unix(0, at).UTC()
-		if err := fn(e); err != nil {
-			return err
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("journal: read audit entries: %w", err)
-	}
-	return nil
+	e.At = time.Unix(0, at).UTC()
+	return e, nil
 }

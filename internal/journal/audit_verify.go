@@ -228,22 +228,28 @@ func verifyRows(ctx context.Context, tx *sql.Tx, v *AuditVerification,
 		}
 		return nil
 	}
+	// Each table is read whole before its rows are checked: a check that
+	// finds a difference reads the entry (auditDiff) on the transaction's
+	// one connection, which on PostgreSQL cannot run a statement while
+	// another's rows are still open.
+	type idRow struct {
+		id  int64
+		row any
+	}
 	walk := func(table, query string, scan func(scanner) (int64, any, error)) error {
-		rows, err := tx.QueryContext(ctx, query)
+		rows, err := collectRows(ctx, tx, "read "+table, query, nil, func(s scanner) (idRow, error) {
+			id, row, err := scan(s)
+			return idRow{id, row}, err
+		})
 		if err != nil {
 			return err
 		}
-		defer rows.Close()
-		for rows.Next() {
-			id, row, err := scan(rows)
-			if err != nil {
-				return fmt.Errorf("read %s: %w", table, err)
-			}
-			if err := check(table, id, row); err != nil {
+		for _, r := range rows {
+			if err := check(table, r.id, r.row); err != nil {
 				return err
 			}
 		}
-		return rows.Err()
+		return nil
 	}
 	if err := walk("accepts", `SELECT `+auditAcceptCols+` FROM accepts ORDER BY id`, func(s scanner) (int64, any, error) {
 		a, err := scanAuditAccept(s)

@@ -79,40 +79,24 @@ func (j *Journal) AuthorityState(ctx context.Context) (baseline []byte, ok bool,
 // AuthorityChanges lists the changes in the given states (none given: all),
 // oldest first.
 func (j *Journal) AuthorityChanges(ctx context.Context, states ...string) ([]AuthorityChange, error) {
-	db, err := j.reader()
-	if err != nil {
-		return nil, err
+	var w where
+	w.in("state", states)
+	q := w.query("id, kind, item, diff, first_seen, effective_at, state, resolved_at", "authority_changes", "first_seen, id")
+	return readAll(ctx, j, "read authority changes", q, w.args, scanAuthorityChange)
+}
+
+// scanAuthorityChange decodes an authority_changes row as AuthorityChanges
+// selects it.
+func scanAuthorityChange(s scanner) (AuthorityChange, error) {
+	var (
+		c                  AuthorityChange
+		first, eff, solved sql.NullInt64
+	)
+	if err := s.Scan(&c.ID, &c.Kind, &c.Item, &c.Diff, &first, &eff, &c.State, &solved); err != nil {
+		return AuthorityChange{}, err
 	}
-	q := `SELECT id, kind, item, diff, first_seen, effective_at, state, resolved_at FROM authority_changes`
-	args := make([]any, len(states))
-	for i, s := range states {
-		args[i] = s
-	}
-	if len(states) > 0 {
-		q += ` WHERE state IN (` + inList(len(states)) + `)`
-	}
-	q += ` ORDER BY first_seen, id`
-	rows, err := db.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, fmt.Errorf("journal: read authority changes: %w", err)
-	}
-	defer rows.Close()
-	var out []AuthorityChange
-	for rows.Next() {
-		var (
-			c                  AuthorityChange
-			first, eff, solved sql.NullInt64
-		)
-		if err := rows.Scan(&c.ID, &c.Kind, &c.Item, &c.Diff, &first, &eff, &c.State, &solved); err != nil {
-			return nil, fmt.Errorf("journal: read authority changes: %w", err)
-		}
-		c.FirstSeen, c.EffectiveAt, c.ResolvedAt = fromNanos(first), fromNanos(eff), fromNanos(solved)
-		out = append(out, c)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("journal: read authority changes: %w", err)
-	}
-	return out, nil
+	c.FirstSeen, c.EffectiveAt, c.ResolvedAt = fromNanos(first), fromNanos(eff), fromNanos(solved)
+	return c, nil
 }
 
 // SaveAuthority applies u in one transaction, flushed to disk (synchronous=

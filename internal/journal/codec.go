@@ -61,11 +61,12 @@ func fromNanos(n sql.NullInt64) time.Time {
 }
 
 // parseDecimal decodes a stored decimal. A value that does not parse is an
-// error naming the table, row and column: it is never read as zero.
+// error naming the table, row and column (the read that met it adds
+// "journal: <what>:"): it is never read as zero.
 func parseDecimal(s, table string, id int64, column string) (decimal.Decimal, error) {
 	d, err := decimal.NewFromString(s)
 	if err != nil {
-		return decimal.Decimal{}, fmt.Errorf("journal: %s row %d: %s %q is not a decimal: %w", table, id, column, s, err)
+		return decimal.Decimal{}, fmt.Errorf("%s row %d: %s %q is not a decimal: %w", table, id, column, s, err)
 	}
 	return d, nil
 }

@@ -61,37 +61,27 @@ func (j *Journal) Frames(ctx context.Context, since time.Time, program string, f
 		args = append(args, program)
 	}
 	q += " ORDER BY received_at, id"
-	rows, err := db.QueryContext(ctx, q, args...)
-	if err != nil {
-		return fmt.Errorf("journal: read frames: %w", err)
+	return eachRow(ctx, db, "read frames", q, args, scanFrame, fn)
+}
+
+// scanFrame decodes a frames row as Frames selects it.
+func scanFrame(s scanner) (Frame, error) {
+	var (
+		f       Frame
+		id      int64
+		at      sql.NullInt64
+		balance string
+		err     error
+	)
+	if err = s.Scan(&id, &f.Program, &at, &f.Raw, &f.Paused, &f.GateOpen, &f.GateReason, &balance,
+		&f.BalanceKnown, &f.InFlight, &f.Outcome); err != nil {
+		return Frame{}, err
 	}
-	defer rows.Close()
-	for rows.Next() {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		var (
-			f       Frame
-			id      int64
-			at      sql.NullInt64
-			balance string
-		)
-		if err := rows.Scan(&id, &f.Program, &at, &f.Raw, &f.Paused, &f.GateOpen, &f.GateReason, &balance,
-			&f.BalanceKnown, &f.InFlight, &f.Outcome); err != nil {
-			return fmt.Errorf("journal: read frames: %w", err)
-		}
-		if f.Balance, err = parseDecimal(balance, "frames", id, "balance"); err != nil {
-			return err
-		}
-		f.ReceivedAt = fromNanos(at)
-		if err := fn(f); err != nil {
-			return err
-		}
+	if f.Balance, err = parseDecimal(balance, "frames", id, "balance"); err != nil {
+		return Frame{}, err
 	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("journal: read frames: %w", err)
-	}
-	return nil
+	f.ReceivedAt = fromNanos(at)
+	return f, nil
 }
 
 // PruneFrames deletes frames received before before and returns how many.

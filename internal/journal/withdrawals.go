@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 )
 
@@ -132,36 +131,12 @@ func (j *Journal) updateWithdrawal(ctx context.Context, id int64, state, deskID,
 
 // Withdrawals lists withdrawals matching f, oldest first (by CreatedAt, then id).
 func (j *Journal) Withdrawals(ctx context.Context, f WithdrawalFilter) ([]Withdrawal, error) {
-	var where []string
-	var args []any
-	if f.Rule != "" {
-		where = append(where, "rule = ?")
-		args = append(args, f.Rule)
-	}
-	if f.Asset != "" {
-		where = append(where, "asset = ?")
-		args = append(args, f.Asset)
-	}
-	if !f.Since.IsZero() {
-		where = append(where, "created_at >= ?")
-		args = append(args, sinceNanos(f.Since))
-	}
-	if len(f.States) > 0 {
-		where = append(where, "state IN ("+inList(len(f.States))+")")
-		for _, s := range f.States {
-			args = append(args, s)
-		}
-	}
-	q := "SELECT " + withdrawalCols + " FROM withdrawals"
-	if len(where) > 0 {
-		q += " WHERE " + strings.Join(where, " AND ")
-	}
-	q += " ORDER BY created_at, id"
-	ws, err := j.queryWithdrawals(ctx, q, args...)
-	if err != nil {
-		return nil, fmt.Errorf("journal: list withdrawals: %w", err)
-	}
-	return ws, nil
+	var w where
+	w.equal("rule", f.Rule)
+	w.equal("asset", f.Asset)
+	w.since("created_at", f.Since)
+	w.in("state", f.States)
+	return readAll(ctx, j, "list withdrawals", w.query(withdrawalCols, "withdrawals", "created_at, id"), w.args, scanWithdrawal)
 }
 
 // OpenWithdrawals lists the withdrawals that still block their rule (intent,
@@ -173,43 +148,25 @@ func (j *Journal) OpenWithdrawals(ctx context.Context) ([]Withdrawal, error) {
 
 // WithdrawalByID returns one withdrawal, or an error wrapping ErrNotFound.
 func (j *Journal) WithdrawalByID(ctx context.Context, id int64) (Withdrawal, error) {
-	ws, err := j.queryWithdrawals(ctx, "SELECT "+withdrawalCols+" FROM withdrawals WHERE id = ?", id)
-	if err != nil {
-		return Withdrawal{}, fmt.Errorf("journal: withdrawal %d: %w", id, err)
-	}
-	if len(ws) == 0 {
-		return Withdrawal{}, fmt.Errorf("journal: withdrawal %d: %w", id, ErrNotFound)
-	}
-	return ws[0], nil
+	return readByID(ctx, j, "withdrawal", id, withdrawalCols, "withdrawals", scanWithdrawal)
 }
 
-func (j *Journal) queryWithdrawals(ctx context.Context, q string, args ...any) ([]Withdrawal, error) {
-	db, err := j.reader()
-	if err != nil {
-		return nil, err
+// scanWithdrawal decodes a withdrawals row (withdrawalCols).
+func scanWithdrawal(s scanner) (Withdrawal, error) {
+	var (
+		w                  Withdrawal
+		amount             string
+		created, updatedAt sql.NullInt64
+		err                error
+	)
+	if err = s.Scan(&w.ID, &w.Rule, &w.Asset, &w.Network, &w.Address, &amount, &created, &w.State,
+		&w.DeskID, &w.DeskStatus, &w.Error, &updatedAt); err != nil {
+		return Withdrawal{}, err
 	}
-	rows, err := db.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, err
+	if w.Amount, err = parseDecimal(amount, "withdrawals", w.ID, "amount"); err != nil {
+		return Withdrawal{}, err
 	}
-	defer rows.Close()
-	var out []Withdrawal
-	for rows.Next() {
-		var (
-			w                  Withdrawal
-			amount             string
-			created, updatedAt sql.NullInt64
-		)
-		if err := rows.Scan(&w.ID, &w.Rule, &w.Asset, &w.Network, &w.Address, &amount, &created, &w.State,
-			&w.DeskID, &w.DeskStatus, &w.Error, &updatedAt); err != nil {
-			return nil, err
-		}
-		if w.Amount, err = parseDecimal(amount, "withdrawals", w.ID, "amount"); err != nil {
-			return nil, err
-		}
-		w.CreatedAt = fromNanos(created)
-		w.UpdatedAt = fromNanos(updatedAt)
-		out = append(out, w)
-	}
-	return out, rows.Err()
+	w.CreatedAt = fromNanos(created)
+	w.UpdatedAt = fromNanos(updatedAt)
+	return w, nil
 }
