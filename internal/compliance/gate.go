@@ -136,8 +136,21 @@ func New(d Deps) *Gate {
 	g.last.Store(&gateState{open: false, reason: ReasonNoProof})
 	if d.Metrics != nil {
 		d.Metrics.ComplianceGateOpen.Set(0)
+		// Every result a check can have, at 0 until it happens: a rate or
+		// an alert on a result sees a series from the start.
+		for _, r := range CheckResults {
+			d.Metrics.ComplianceChecks.WithLabelValues(r)
+		}
 	}
 	return g
+}
+
+// CheckResults are the values of the result label of
+// treasuryd_compliance_checks_total: what a refresh found.
+var CheckResults = []string{
+	ReasonPass, ReasonNoProof, ReasonTooOld, ReasonRevoked, ReasonWrongSubject, ReasonWrongChain,
+	ReasonUntrustedProver, ReasonOutsideAllow, ReasonInsideDeny, ReasonNoPoint, ReasonUnreachable,
+	ReasonOnchainMismatch, ReasonOnchainUnreachable, ReasonOnchainUnverified, ReasonExpired,
 }
 
 // AlwaysOpen is the gate when compliance is disabled by policy.

@@ -470,3 +470,40 @@ func TestOpenIsSafeDuringRefreshesAndNeverOpenWithoutAGoodProof(t *testing.T) {
 		t.Fatalf("gate opened on proof %s inside a deny region", uid)
 	}
 }
+
+// TestEveryCheckResultIsExportedFromTheStart: before any check, the gate
+// exports treasuryd_compliance_checks_total at 0 for every result a check
+// can have, so a rate or an alert on one has a series from the start.
+func TestEveryCheckResultIsExportedFromTheStart(t *testing.T) {
+	m := metrics.New("test")
+	compliance.New(compliance.Deps{Metrics: m})
+	got := map[string]bool{}
+	mfs, err := m.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "treasuryd_compliance_checks_total" {
+			continue
+		}
+		for _, s := range mf.GetMetric() {
+			if s.GetCounter().GetValue() != 0 {
+				t.Errorf("%v = %v before any check", s.GetLabel(), s.GetCounter().GetValue())
+			}
+			for _, l := range s.GetLabel() {
+				if l.GetName() == "result" {
+					got[l.GetValue()] = true
+				}
+			}
+		}
+	}
+	for _, r := range []string{compliance.ReasonPass, compliance.ReasonNoProof, compliance.ReasonRevoked,
+		compliance.ReasonOnchainMismatch, compliance.ReasonOnchainUnreachable, compliance.ReasonExpired} {
+		if !got[r] {
+			t.Errorf("no series for result %q before any check (have %v)", r, got)
+		}
+	}
+	if len(got) != len(compliance.CheckResults) {
+		t.Errorf("%d result series, want %d", len(got), len(compliance.CheckResults))
+	}
+}
