@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"math/bits"
 	"sort"
+	"strings"
 
 	"github.com/shopspring/decimal"
 )
@@ -22,6 +23,9 @@ import (
 // a stream owns one.
 type QuoteDecoder struct {
 	layout *frameLayout
+	// idSig is the block the quotes' ids and signatures are taken from (a
+	// pointer: a Builder must not be copied once used).
+	idSig *strings.Builder
 }
 
 // maxLayoutBytes bounds the frame a layout is learned from: real frames are
@@ -48,6 +52,16 @@ type frameLayout struct {
 	// one in the last frame: the id, price, expiry and signature change with
 	// every quote, so comparing them with seg would only cost time.
 	changing uint
+	// runs reads a frame as the changing bits last found it: each run is
+	// one comparison of the learned text from a literal through every
+	// unchanging value and literal after it, then the changing value that
+	// ends it (field -1: the run ends the frame). Rebuilt when changing
+	// changes.
+	runs     []layoutRun
+	runsFor  uint // the changing bits runs was built for
+	buf      []byte
+	litStart [len(fieldNames) + 1]int // where lits[k] starts in buf
+	valEnd   [len(fieldNames)]int     // where the k-th value ends in buf
 	// The learned values: strings and quantities are immutable, so a quote
 	// may share them.
 	strs           [len(fieldNames)]string
@@ -58,7 +72,10 @@ type frameLayout struct {
 
 // Decode decodes frame into q exactly as DecodeQuoteFrame does.
 func (qd *QuoteDecoder) Decode(frame []byte, q *Quote) error {
-	if l := qd.layout; l != nil && l.decode(frame, q) {
+	if qd.idSig == nil {
+		qd.idSig = new(strings.Builder)
+	}
+	if l := qd.layout; l != nil && l.decode(frame, q, qd.idSig) {
 		return nil
 	}
 	var sp valueSpans
@@ -96,6 +113,14 @@ func learnLayout(frame []byte, sp *valueSpans, q *Quote) *frameLayout {
 		prev = v.end
 	}
 	l.lits[len(fieldNames)] = buf[prev:]
+	l.buf = buf
+	prev = 0
+	for k, f := range l.order {
+		l.litStart[k] = prev
+		prev = sp.fields[f].end
+		l.valEnd[k] = prev
+	}
+	l.litStart[len(fieldNames)] = prev
 	l.seg[len(fieldNames)-1] = buf[sp.fields[l.order[len(fieldNames)-1]].start:]
 	l.rawStart, l.rawEnd = sp.raw.start, sp.raw.end-prev
 	l.strs = [len(fieldNames)]string{1: q.AccountID, 2: q.FromAsset, 3: q.ToAsset}
@@ -104,9 +129,148 @@ func learnLayout(frame []byte, sp *valueSpans, q *Quote) *frameLayout {
 	return l
 }
 
+// layoutRun is one step of frameLayout.runs: compare buf[lo:hi], then read
+// the value of field (-1: none; the frame must end there).
+type layoutRun struct {
+	lo, hi, field int
+}
+
 // decode reads frame by the layout into q. false: frame does not follow the
 // layout (q may then hold part of it).
-func (l *frameLayout) decode(b []byte, q *Quote) bool {
+func (l *frameLayout) decode(b []byte, q *Quote, idSig *strings.Builder) bool {
+	if l.runs != nil && l.runsFor == l.changing && l.decodeRuns(b, q, idSig) {
+		return true
+	}
+	if !l.decodeFields(b, q, idSig) {
+		return false
+	}
+	if l.runs == nil || l.runsFor != l.changing {
+		l.buildRuns()
+	}
+	return true
+}
+
+// buildRuns builds runs for the current changing bits.
+func (l *frameLayout) buildRuns() {
+	l.runs, l.runsFor = l.runs[:0], l.changing
+	lo := l.litStart[0]
+	for k, f := range l.order {
+		if l.changing&(1<<k) != 0 {
+			valStart := l.litStart[k] + len(l.lits[k])
+			l.runs = append(l.runs, layoutRun{lo: lo, hi: valStart, field: f})
+			lo = l.valEnd[k]
+		}
+	}
+	l.runs = append(l.runs, layoutRun{lo: lo, hi: len(l.buf), field: -1})
+}
+
+// decodeRuns reads b by runs: one comparison per stretch of unchanging
+// text, one read per changing value. false: b differs from the layout or
+// from a value that did not change before (decodeFields then finds which).
+func (l *frameLayout) decodeRuns(b []byte, q *Quote, idSig *strings.Builder) bool {
+	d := decoder{b: b}
+	var idB, sigB []byte
+	i := 0
+	for _, r := range l.runs {
+		lit := l.buf[r.lo:r.hi]
+		if len(b)-i < len(lit) || string(b[i:i+len(lit)]) != string(lit) {
+			return false
+		}
+		i += len(lit)
+		if r.field < 0 {
+			break
+		}
+		var ok bool
+		if i, ok = l.readValue(&d, r.field, i, q, &idB, &sigB); !ok {
+			return false
+		}
+	}
+	if i != len(b) {
+		return false
+	}
+	// The unchanging values are the learned ones.
+	for k, f := range l.order {
+		if l.changing&(1<<k) == 0 {
+			l.learned(f, q, &idB, &sigB)
+		}
+	}
+	end := len(b) - len(l.lits[len(fieldNames)]) + l.rawEnd
+	q.Raw = b[l.rawStart:end:end]
+	setIDSigIn(idSig, q, idB, sigB)
+	return true
+}
+
+// learned stores the learned value of field f.
+func (l *frameLayout) learned(f int, q *Quote, idB, sigB *[]byte) {
+	switch f {
+	case 0:
+		*idB = l.id
+	case 7:
+		*sigB = l.sig
+	case 1:
+		q.AccountID = l.strs[f]
+	case 2:
+		q.FromAsset = l.strs[f]
+	case 3:
+		q.ToAsset = l.strs[f]
+	case 4:
+		q.FromQty = l.fromQty
+	case 5:
+		q.ToQty = l.toQty
+	case 6:
+		q.ExpiryMicros = l.expiryMicros
+	}
+}
+
+// readValue reads the value of field f at b[i] as a plain token: a number
+// that plainNumber takes, or a string of plain bytes. false: it is not one
+// (the full decode reads it, or names its error).
+func (l *frameLayout) readValue(d *decoder, f, i int, q *Quote, idB, sigB *[]byte) (int, bool) {
+	b := d.b
+	var err error
+	switch f {
+	case 4, 5, 6:
+		m, exp, end, ok := plainNumber(b, i)
+		if !ok {
+			return 0, false // left to number and its errors
+		}
+		switch f {
+		case 4:
+			i, err = d.setQuantity(i, fieldNames[f], m, exp, false, end, &q.FromQty)
+		case 5:
+			i, err = d.setQuantity(i, fieldNames[f], m, exp, false, end, &q.ToQty)
+		default:
+			i, err = setExpiry(i, m, exp, false, end, q)
+		}
+		return i, err == nil
+	}
+	// A string: plain bytes up to the closing quote (the learned text after
+	// it starts with that quote). An escape or a control character is left
+	// to the full decode.
+	j := plainRun(b, i)
+	if j == i || j >= len(b) || b[j] != '"' {
+		return 0, false
+	}
+	v := b[i:j]
+	switch f {
+	case 0:
+		*idB = v
+	case 1:
+		setString(&q.AccountID, v)
+	case 2:
+		setString(&q.FromAsset, v)
+	case 3:
+		setString(&q.ToAsset, v)
+	case 7:
+		*sigB = v
+	}
+	return j, true
+}
+
+// decodeFields reads b value by value: each value is compared with its
+// learned text unless it changed before, else read; a value that differs
+// from its learned text is marked changing.
+func (l *frameLayout) decodeFields(b []byte, q *Quote, idSig *strings.Builder) bool {
 	d := decoder{b: b}
 	var idB, sigB []byte
 	i := 0
@@ -119,24 +283,7 @@ func (l *frameLayout) decode(b []byte, q *Quote) bool {
 			i += len(lit)
 		}
 		if seg := l.seg[k]; l.changing&(1<<k) == 0 && len(b)-i >= len(seg) && string(b[i:i+len(seg)]) == string(seg) {
-			switch f {
-			case 0:
-				idB = l.id
-			case 7:
-				sigB = l.sig
-			case 1:
-				q.AccountID = l.strs[f]
-			case 2:
-				q.FromAsset = l.strs[f]
-			case 3:
-				q.ToAsset = l.strs[f]
-			case 4:
-				q.FromQty = l.fromQty
-			case 5:
-				q.ToQty = l.toQty
-			case 6:
-				q.ExpiryMicros = l.expiryMicros
-			}
+			l.learned(f, q, &idB, &sigB)
 			i += len(seg)
 			skipLit = true
 			continue
@@ -145,45 +292,8 @@ func (l *frameLayout) decode(b []byte, q *Quote) bool {
 		// reads the same (see above), only the cost differs.
 		l.changing |= 1 << k
 		skipLit = false
-		var err error
-		switch f {
-		case 4, 5, 6:
-			m, exp, end, ok := plainNumber(b, i)
-			if !ok {
-				return false // left to number and its errors
-			}
-			switch f {
-			case 4:
-				i, err = d.setQuantity(i, fieldNames[f], m, exp, false, end, &q.FromQty)
-			case 5:
-				i, err = d.setQuantity(i, fieldNames[f], m, exp, false, end, &q.ToQty)
-			default:
-				i, err = setExpiry(i, m, exp, false, end, q)
-			}
-		default:
-			// A string: plain bytes up to the closing quote (the learned
-			// text after it starts with that quote). An escape or a
-			// control character is left to the full decode.
-			j := plainRun(b, i)
-			if j == i || j >= len(b) || b[j] != '"' {
-				return false
-			}
-			v := b[i:j]
-			switch f {
-			case 0:
-				idB = v
-			case 1:
-				setString(&q.AccountID, v)
-			case 2:
-				setString(&q.FromAsset, v)
-			case 3:
-				setString(&q.ToAsset, v)
-			case 7:
-				sigB = v
-			}
-			i = j
-		}
-		if err != nil {
+		var ok bool
+		if i, ok = l.readValue(&d, f, i, q, &idB, &sigB); !ok {
 			return false
 		}
 	}
@@ -199,7 +309,7 @@ func (l *frameLayout) decode(b []byte, q *Quote) bool {
 	}
 	end := i + l.rawEnd
 	q.Raw = b[l.rawStart:end:end]
-	setIDSig(q, idB, sigB)
+	setIDSigIn(idSig, q, idB, sigB)
 	return true
 }
 

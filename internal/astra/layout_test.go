@@ -1,6 +1,7 @@
 package astra
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -135,26 +136,60 @@ func TestQuoteDecoderTakesTheLearnedPath(t *testing.T) {
 	}
 }
 
-// FuzzQuoteDecoder: whatever frame taught the layout (or failed to), the
-// decoder decodes the next frame exactly as DecodeQuoteFrame does.
+// FuzzQuoteDecoder: whatever frames taught the layout (or failed to) and
+// marked values as changing, the decoder decodes each next frame exactly as
+// DecodeQuoteFrame does.
 func FuzzQuoteDecoder(f *testing.F) {
 	escaped := strings.NewReplacer(`"a0743434-`, `"a\u0030743434-`, `"BTC"`, `"B\"TC"`).Replace(sampleFrame)
-	f.Add([]byte(sampleFrame), []byte(sampleFrame))
-	f.Add([]byte(sampleFrame), []byte(strings.Replace(sampleFrame, "81436.0875", "81436.08751", 1)))
-	f.Add([]byte(sampleFrame), []byte(strings.Replace(sampleFrame, "1.25", "1.25e3", 1)))
-	f.Add([]byte(sampleFrame), []byte(sampleFrame+" "))
-	f.Add([]byte(escaped), []byte(escaped))
-	f.Add([]byte(escaped), []byte(strings.Replace(escaped, "81436.0875", "81437", 1)))
-	f.Add([]byte(frame("", "")), []byte(frame("quoteId", `"q-2"`)))
-	f.Fuzz(func(t *testing.T, first, next []byte) {
+	next := strings.NewReplacer("46c910a54cf1\",\n\"accountId", "46c910a54c00\",\n\"accountId",
+		"81436.0875", "81437.5", "6932874cf", "6932874c0").Replace(sampleFrame)
+	f.Add([]byte(sampleFrame), []byte(sampleFrame), []byte(sampleFrame))
+	f.Add([]byte(sampleFrame), []byte(next), []byte(sampleFrame))
+	f.Add([]byte(sampleFrame), []byte(next), []byte(strings.Replace(sampleFrame, "81436.0875", "81436.08751", 1)))
+	f.Add([]byte(sampleFrame), []byte(next), []byte(strings.Replace(sampleFrame, "1.25", "1.25e3", 1)))
+	f.Add([]byte(sampleFrame), []byte(next), []byte(strings.Replace(sampleFrame, `"BTC"`, `"ETH"`, 1)))
+	f.Add([]byte(sampleFrame), []byte(next), []byte(sampleFrame+" "))
+	f.Add([]byte(escaped), []byte(escaped), []byte(escaped))
+	f.Add([]byte(escaped), []byte(strings.Replace(escaped, "81436.0875", "81437", 1)), []byte(escaped))
+	f.Add([]byte(frame("", "")), []byte(frame("quoteId", `"q-2"`)), []byte(frame("quoteId", `"q-3"`)))
+	f.Fuzz(func(t *testing.T, first, second, third []byte) {
 		var qd QuoteDecoder
 		var got Quote
 		_ = qd.Decode(first, &got)
-		var want Quote
-		wantErr := DecodeQuoteFrame(next, &want)
-		gotErr := qd.Decode(next, &got)
-		decodedEqual(t, next, gotErr, wantErr, &got, &want)
+		for _, data := range [][]byte{second, third} {
+			var want Quote
+			wantErr := DecodeQuoteFrame(data, &want)
+			gotErr := qd.Decode(data, &got)
+			decodedEqual(t, data, gotErr, wantErr, &got, &want)
+		}
 	})
+}
+
+// TestQuoteDecoderReadsByRunsAsDecodeQuoteFrame: once the changing values
+// are known, frames are read a stretch of unchanging text at a time; a
+// frame where an unchanging value or the text differs is still decoded
+// exactly as DecodeQuoteFrame does, and the frames after it too.
+func TestQuoteDecoderReadsByRunsAsDecodeQuoteFrame(t *testing.T) {
+	var qd QuoteDecoder
+	var q Quote
+	mk := func(i int, repl ...string) []byte {
+		f := strings.NewReplacer("46c910a54cf1\",\n\"accountId", fmt.Sprintf("46c910a5%04d\",\n\"accountId", i),
+			"81436.0875", fmt.Sprintf("81436.%04d", i), "6932874cf", fmt.Sprintf("6932874c%d", i%10)).Replace(sampleFrame)
+		return []byte(strings.NewReplacer(repl...).Replace(f))
+	}
+	frames := [][]byte{mk(0), mk(1), mk(2), mk(3)}
+	frames = append(frames, mk(4, `"USD"`, `"EUR"`), mk(5), mk(6, "1.25", "1.5"), mk(7), mk(8, `"USD"`, `"US\u0044"`),
+		mk(9), mk(10, "\n}\n}", "\n} \n}"), mk(11), mk(12, "81436.", "-81436."), mk(13),
+		append(mk(14), 'x'), mk(15), mk(16)[:len(mk(16))-1], mk(17))
+	for i, f := range frames {
+		var want Quote
+		wantErr := DecodeQuoteFrame(f, &want)
+		gotErr := qd.Decode(f, &q)
+		decodedEqual(t, f, gotErr, wantErr, &q, &want)
+		if i == 3 && (qd.layout == nil || qd.layout.runs == nil) {
+			t.Fatal("no runs after four frames of one layout")
+		}
+	}
 }
 
 // TestPlainNumberReadsAsNumber: whenever the eight-at-a-time reader takes a
@@ -198,5 +233,33 @@ func TestPlainNumberReadsAsNumber(t *testing.T) {
 	}
 	if took < len(lits) {
 		t.Errorf("plainNumber took only %d of the literals; the test checks nothing", took)
+	}
+}
+
+// TestQuoteDecoderStringsStayAsDecoded: the ids and signatures the decoder
+// hands out share blocks of memory; none ever changes as later frames are
+// decoded into the same Quote, across many blocks.
+func TestQuoteDecoderStringsStayAsDecoded(t *testing.T) {
+	var qd QuoteDecoder
+	var q Quote
+	type kept struct{ id, sig, wantID, wantSig string }
+	var all []kept
+	for i := 0; i < 2000; i++ {
+		id := fmt.Sprintf(`"q-%06d"`, i)
+		sig := fmt.Sprintf(`"%0*d"`, 40+i%50, i) // lengths vary, so blocks fill unevenly
+		f := []byte(frame("quoteId", id))
+		f = []byte(strings.Replace(string(f), `"sig"`, sig, 1))
+		if err := qd.Decode(f, &q); err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, kept{q.QuoteID, q.Signature, strings.Trim(id, `"`), strings.Trim(sig, `"`)})
+		for j := range f {
+			f[j] = 'x' // the frame buffer is reused by the reader
+		}
+	}
+	for i, k := range all {
+		if k.id != k.wantID || k.sig != k.wantSig {
+			t.Fatalf("quote %d: id %q signature %q, want %q %q", i, k.id, k.sig, k.wantID, k.wantSig)
+		}
 	}
 }

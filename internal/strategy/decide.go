@@ -13,6 +13,7 @@ package strategy
 
 import (
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -540,6 +541,9 @@ func (p *Program) addID(id string, expiryMicros int64) {
 	if _, ok := p.ids[id]; ok {
 		return
 	}
+	// A copy of its own: a decoded id shares its memory with the ids and
+	// signatures of other quotes of its stream (astra.QuoteDecoder).
+	id = strings.Clone(id)
 	p.ids[id] = expiryMicros
 	p.idOrder = append(p.idOrder, acceptedID{id: id, expiryMicros: expiryMicros})
 }
