@@ -256,16 +256,17 @@ func (p *Program) Decide(q *astra.Quote, qErr error, env Env, now time.Time) Dec
 			return Decision{OutcomeInvalid, "too many recently accepted quote ids to track"}
 		}
 	}
+	// The window's key: the quantity that varies.
+	key := &base
+	if p.fixedBase {
+		key = &quote
+	}
 	if p.refOn {
-		p.ref.evict(nowNanos)
+		p.ref.evict(nowNanos, key)
 	}
 	d := p.decideLocked(q, base, quote, env, now, nowNanos)
 	if p.refOn {
-		if p.fixedBase {
-			p.ref.insert(nowNanos, quote)
-		} else {
-			p.ref.insert(nowNanos, base)
-		}
+		p.ref.insert(nowNanos, *key)
 	}
 	return d
 }

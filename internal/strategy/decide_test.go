@@ -398,8 +398,14 @@ func TestReferenceMedianMatchesSortedWindow(t *testing.T) {
 		name string
 		fine int   // every fine-th quote carries a price with exp decimals
 		exp  int32 // -20: a key with no fixed form; -16: one beyond the window's scale
-	}{{"fixed-point keys", 0, 0}, {"some keys beyond 18 decimals", 7, -20}, {"some keys beyond the window's scale", 5, -16}} {
-		t.Run(tt.name, func(t *testing.T) { checkWindowAgainstBruteForce(t, tt.fine, tt.exp) })
+		few  int   // > 0: only this many prices, a unit of the window's scale apart
+	}{
+		{"fixed-point keys", 0, 0, 0},
+		{"some keys beyond 18 decimals", 7, -20, 0},
+		{"some keys beyond the window's scale", 5, -16, 0},
+		{"many equal keys, a unit apart", 0, 0, 4},
+	} {
+		t.Run(tt.name, func(t *testing.T) { checkWindowAgainstBruteForce(t, tt.fine, tt.exp, tt.few) })
 	}
 }
 
@@ -407,7 +413,7 @@ func TestReferenceMedianMatchesSortedWindow(t *testing.T) {
 // and the capacity bound and checks it, at decision time (evicted, with the
 // hole the next insert closes) and after, against a brute force over the
 // same quotes.
-func checkWindowAgainstBruteForce(t *testing.T, fine int, exp int32) {
+func checkWindowAgainstBruteForce(t *testing.T, fine int, exp int32, few int) {
 	cfg := sellProgram()
 	cfg.Reference = &config.Reference{Window: 30 * time.Second}
 	p := NewProgram(testAccount, cfg)
@@ -439,16 +445,24 @@ func checkWindowAgainstBruteForce(t *testing.T, fine int, exp int32) {
 	for i := 0; i < 3000; i++ {
 		seed = seed*6364136223846793005 + 1442695040888963407
 		price := decimal.New(int64(60000_00+seed>>40%1000000), -2) // 60000.00 .. 69999.99
+		if few > 0 {
+			// Keys (half the price) of 30000 + k·10^-13: one unit apart at
+			// the window's scale (13 decimals for keys near 30,000).
+			price = decimal.New(60000, 0).Add(decimal.New(int64(seed>>40%uint64(few))*2, -13))
+		}
 		if fine > 0 && i%fine == 0 {
 			price = price.Add(decimal.New(int64(seed>>50%1000+1), exp))
 		}
-		now := t0.Add(time.Duration(i) * 20 * time.Millisecond)
+		// 20 ms apart the window outgrows refCapacity (the capacity
+		// bound evicts); from quote 1500 on, 45 ms apart, it holds fewer
+		// and evicts by time, one key a quote, as a steady stream does.
+		now := t0.Add(time.Duration(min(i, 1500))*20*time.Millisecond + time.Duration(max(i-1500, 0))*45*time.Millisecond)
 		q := sized(cfg, price.String(), 5*time.Minute)
 		_, qty := p.Quantities(q)
 		checkNow := i%25 == 0 || i == 2999
 		if checkNow && i > 0 {
 			p.mu.Lock()
-			p.ref.evict(now.UnixNano()) // as Decide does first
+			p.ref.evict(now.UnixNano(), nil) // as Decide does first
 			check(i, now, len(all)-1)
 			p.mu.Unlock()
 		}
@@ -595,6 +609,12 @@ func TestSearchScaledMatchesSortSearch(t *testing.T) {
 			}
 			if got := searchScaled(s, x, true); got != wantHigh {
 				t.Fatalf("n=%d x=%d: first above = %d, want %d", n, x, got, wantHigh)
+			}
+			for _, y := range []uint64{0, 3, 7, 1<<64 - 1} {
+				wantY := sort.Search(n, func(i int) bool { return s[i].k > y })
+				if gx, gy := searchScaled2(s, x, y); gx != wantLow || gy != wantY {
+					t.Fatalf("n=%d: searchScaled2(%d, %d) = %d, %d, want %d, %d", n, x, y, gx, gy, wantLow, wantY)
+				}
 			}
 		}
 	}

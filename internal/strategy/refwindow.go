@@ -41,6 +41,11 @@ type refWindow struct {
 	// unit is 10^(18−scale): a key's scaled form is its fixed form divided
 	// by unit. 0 until the first key with a fixed form sets it.
 	unit uint64
+	// pendOK: the last eviction also searched where the next insert's key
+	// (pendKey) goes, pendAt, on the very keys that insert will search.
+	pendOK  bool
+	pendKey uint64
+	pendAt  int
 }
 
 // refEntry is a key in the sorted side of the window.
@@ -111,23 +116,45 @@ func (w *refWindow) cmpTo(a, e refEntry, k decimal.Decimal) int {
 }
 
 // evict removes the keys older than the window; the last one it removes
-// stays in sorted as the hole.
-func (w *refWindow) evict(nowNanos int64) {
+// stays in sorted as the hole. next is the key the caller inserts next
+// (nil: none known), with nothing else changing the window in between: the
+// last eviction's search and that insert's run side by side, as one.
+func (w *refWindow) evict(nowNanos int64, next *num) {
+	w.pendOK = false
 	horizon := nowNanos - w.window
 	for w.n > 0 && w.at[w.head] <= horizon {
+		if next != nil && (w.n == 1 || w.at[(w.head+1)%len(w.at)] > horizon) {
+			w.popPaired(next)
+			return
+		}
 		w.pop()
 	}
 }
 
 // pop removes the oldest key, leaving it as the hole.
-func (w *refWindow) pop() {
+func (w *refWindow) pop() { w.popPaired(nil) }
+
+// popPaired is pop; when next is not nil and both keys compare as integers,
+// it also finds where next would be inserted after the pop (pendAt).
+func (w *refWindow) popPaired(next *num) {
+	w.pendOK = false
 	w.closeHole()
 	e := w.ents[w.head]
 	k := w.keys[w.head].d
 	// The first entry not less than e, then on through the equal keys to
 	// e's own slot.
 	lo, hi := 0, len(w.sorted)
-	if w.inexact == 0 {
+	var nk uint64
+	nextExact := false
+	if next != nil && next.ok && w.unit != 0 {
+		nk, nextExact = w.scaled(next.f)
+	}
+	if w.inexact == 0 && e.exact && nextExact {
+		// Nothing moves between this search and the insert's (the hole
+		// is still a key in order, as insert searches it).
+		lo, w.pendAt = searchScaled2(w.sorted, e.k, nk)
+		w.pendOK, w.pendKey = true, nk
+	} else if w.inexact == 0 {
 		lo = searchScaled(w.sorted, e.k, false)
 	} else {
 		for lo < hi {
@@ -154,6 +181,7 @@ func (w *refWindow) closeHole() {
 	if !w.holeOn {
 		return
 	}
+	w.pendOK = false
 	if !w.sorted[w.hole].exact {
 		w.inexact--
 	}
@@ -181,7 +209,9 @@ func (w *refWindow) insert(nowNanos int64, kn num) {
 	// skip it. Searched before the ring is written: the hole's key may
 	// sit in the slot k is about to take.
 	lo, hi := 0, len(w.sorted)
-	if w.inexact == 0 && e.exact {
+	if w.pendOK && w.inexact == 0 && e.exact && e.k == w.pendKey {
+		lo = w.pendAt // searched with the last eviction
+	} else if w.inexact == 0 && e.exact {
 		lo = searchScaled(w.sorted, e.k, true)
 	} else {
 		for lo < hi {
@@ -210,7 +240,7 @@ func (w *refWindow) insert(nowNanos int64, kn num) {
 		copy(w.sorted[lo+1:h+1], w.sorted[lo:h])
 	}
 	w.sorted[lo] = e
-	w.holeOn = false
+	w.holeOn, w.pendOK = false, false
 	w.at[tail], w.keys[tail], w.ents[tail] = nowNanos, kn, e
 	w.n++
 }
@@ -242,6 +272,23 @@ func searchScaled(s []refEntry, x uint64, after bool) int {
 	return base + b2i(s[base].k < x)
 }
 
+// searchScaled2 is searchScaled(s, x, false) and searchScaled(s, y, true)
+// at once: the two chains of dependent loads overlap.
+func searchScaled2(s []refEntry, x, y uint64) (int, int) {
+	n := len(s)
+	if n == 0 {
+		return 0, 0
+	}
+	bx, by := 0, 0
+	for n > 1 {
+		half := n >> 1
+		bx += half * b2i(s[bx+half-1].k < x)
+		by += half * b2i(s[by+half-1].k <= y)
+		n -= half
+	}
+	return bx + b2i(s[bx].k < x), by + b2i(s[by].k <= y)
+}
+
 // b2i is 1 for true, 0 for false, without a branch.
 func b2i(b bool) int {
 	var i int
@@ -254,6 +301,7 @@ func b2i(b bool) int {
 // grow doubles the ring (up to refCapacity), unrolling it to start at 0.
 // There is no hole.
 func (w *refWindow) grow() {
+	w.pendOK = false
 	size := min(max(2*len(w.at), 16), refCapacity)
 	at := make([]int64, size)
 	keys := make([]num, size)
