@@ -317,6 +317,30 @@ func TestAuditBodyBytesAreEncodingJSONs(t *testing.T) {
 	}
 }
 
+// TestAuditAcceptJSONIsEncodingJSONs: the accept data written by hand on
+// the accept path is byte for byte what encoding/json makes of auditAccept,
+// for plain values and for every kind of string encoding/json escapes.
+func TestAuditAcceptJSONIsEncodingJSONs(t *testing.T) {
+	plain := auditAccept{BaseAsset: "BTC", BaseQty: "0.0001", ExpiryMicros: 1733000000123456, ID: 42,
+		Program: "p01", QuoteAsset: "USD", QuoteID: "q-1", QuoteQty: "6.5", RawQuoteSHA256: sha256Hex([]byte("{}")),
+		Result: AcceptPending, SentAt: auditNanos(t0.UnixNano()), Side: "sell"}
+	odd := []string{"", `"quoted"`, `back\slash`, "<b>&amp;", "é ü 漢", "\x00\x1f\x7f", "bad \xff utf-8",
+		"\u2028\u2029", "tab\tnew\nline"}
+	cases := []auditAccept{plain, {ExpiryMicros: -1, ID: -9}}
+	for _, s := range odd {
+		a := plain
+		a.Program, a.QuoteID, a.Message, a.ConvertID, a.ResultAt = s, s, s, "c"+s, s+"z"
+		cases = append(cases, a)
+	}
+	for _, a := range cases {
+		want, err := json.Marshal(a)
+		must(t, err)
+		if got := a.appendJSON(nil); !bytes.Equal(got, want) {
+			t.Errorf("%+v:\n got %s\nwant %s", a, got, want)
+		}
+	}
+}
+
 // TestAuditHeadInMemoryFollowsAnotherWriter: the head this process keeps
 // in memory goes stale when another process appends; its next entry still
 // lands right after the other's, on its hash.
