@@ -401,8 +401,12 @@ func (j *Journal) auditAcceptInsert(ctx context.Context, tx auditWriter, id int6
 		Program: a.Program, QuoteAsset: a.QuoteAsset, QuoteID: a.QuoteID, QuoteQty: a.QuoteQty.String(),
 		RawQuoteSHA256: sha256Hex(nonNil(a.RawQuote)), Result: AcceptPending, SentAt: auditNanos(sentAt), Side: a.Side,
 	}
-	return j.appendAuditTo(ctx, tx, AuditAcceptIntent, "", auditJSON(e.appendJSON(nil)))
+	return j.appendAuditTo(ctx, tx, AuditAcceptIntent, "", auditJSON(e.appendJSON(make([]byte, 0, auditAcceptJSONCap))))
 }
+
+// auditAcceptJSONCap is room for an accept's data in one allocation: its
+// fixed text and hash take some 250 bytes; ids, names and times the rest.
+const auditAcceptJSONCap = 512
 
 // auditJSON is an entry's data already in canonical JSON: appendAuditTo
 // takes it as it is rather than marshalling it.
@@ -500,7 +504,7 @@ func (j *Journal) auditBatchAcceptRow(t *batchTx, kind string, id int64, row dri
 	if err != nil {
 		return fmt.Errorf("audit: read accept %d: %w", id, err)
 	}
-	return j.appendAuditTo(t.ctx, t, kind, "", auditJSON(a.appendJSON(nil)))
+	return j.appendAuditTo(t.ctx, t, kind, "", auditJSON(a.appendJSON(make([]byte, 0, auditAcceptJSONCap))))
 }
 
 const auditWithdrawalCols = `id, rule, asset, network, address, amount, created_at, state, desk_id, desk_status, error, updated_at`
