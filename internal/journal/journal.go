@@ -95,7 +95,7 @@ type Journal struct {
 	ckLimit          int64
 	// Counts of the background work, which tests wait on.
 	stats struct {
-		enqueued, taken, batches, continued, checkpoints, truncates atomic.Int64
+		enqueued, taken, batches, continued, lingered, checkpoints, truncates atomic.Int64
 	}
 	// The audit chain (audit.go). Guarded by wsem, like the transaction
 	// they describe: auditPending counts the entries of the transaction
