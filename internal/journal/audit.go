@@ -497,9 +497,15 @@ func (j *Journal) auditAcceptRow(ctx context.Context, tx *sql.Tx, kind string, i
 	return j.appendAudit(ctx, tx, kind, "", a)
 }
 
-// auditBatchAcceptRow appends, inside the accept path's batch, an entry
-// holding accept id as row (auditAcceptCols) shows it after the write.
-func (j *Journal) auditBatchAcceptRow(t *batchTx, kind string, id int64, row driverRow) error {
+// auditBatchAcceptRow is auditAcceptRow inside the accept path's batch.
+func (j *Journal) auditBatchAcceptRow(t *batchTx, kind string, id int64) error {
+	row, found, err := t.queryRow(stAuditAccept, id)
+	if err == nil && !found {
+		err = ErrNotFound
+	}
+	if err != nil {
+		return fmt.Errorf("audit: read accept %d: %w", id, err)
+	}
 	a, err := scanAuditAccept(row)
 	if err != nil {
 		return fmt.Errorf("audit: read accept %d: %w", id, err)

@@ -464,13 +464,14 @@ func (j *Journal) writeOp(t *batchTx, o *op) error {
 		// Its audit entry, from the values bound above (no read back).
 		return j.auditAcceptInsert(t.ctx, t, o.outID, a, o.sentAt)
 	case opResult:
-		row, found, err := t.queryRow(stSetResult, o.result, o.message, o.at, o.id, AcceptPending)
+		res, err := t.exec(stSetResult, o.result, o.message, o.at, o.id, AcceptPending)
 		if err != nil {
 			return err
 		}
-		if found {
-			// Its audit entry, from the row as the update left it.
-			return j.auditBatchAcceptRow(t, AuditAcceptResult, o.id, row)
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n == 1 {
+			return j.auditBatchAcceptRow(t, AuditAcceptResult, o.id)
 		}
 		// Not a pending accept: say why.
 		cur, found, err := t.queryString(stAcceptResult, o.id)

@@ -22,6 +22,7 @@ const (
 	stAcceptResult
 	stAuditInsert
 	stAuditHead
+	stAuditAccept
 	stCount
 )
 
@@ -35,16 +36,13 @@ var stmtSQL = [stCount]string{
 	stInsertAccept: `INSERT INTO accepts
 		(program, quote_id, raw_quote, base_asset, quote_asset, side, base_qty, quote_qty, expiry_micros, sent_at, result)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-	// The row as it now is comes back with the update (RETURNING, on both
-	// backends) for its audit entry: one statement, not an UPDATE and a
-	// SELECT.
-	stSetResult: `UPDATE accepts SET result = ?, message = ?, result_at = ? WHERE id = ? AND result = ?
-		RETURNING ` + auditAcceptCols,
+	stSetResult:    `UPDATE accepts SET result = ?, message = ?, result_at = ? WHERE id = ? AND result = ?`,
 	stAcceptResult: `SELECT result FROM accepts WHERE id = ?`,
 	// The audit chain's entries of the accept path (audit.go), appended in
 	// the same transaction as the row they record.
 	stAuditInsert: auditInsertSQL,
 	stAuditHead:   `SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1`,
+	stAuditAccept: `SELECT ` + auditAcceptCols + ` FROM accepts WHERE id = ?`,
 }
 
 // stmtCache holds the statements prepared on one driver connection of j.w.
