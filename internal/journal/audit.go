@@ -401,7 +401,54 @@ func (j *Journal) auditAcceptInsert(ctx context.Context, tx auditWriter, id int6
 		Program: a.Program, QuoteAsset: a.QuoteAsset, QuoteID: a.QuoteID, QuoteQty: a.QuoteQty.String(),
 		RawQuoteSHA256: sha256Hex(nonNil(a.RawQuote)), Result: AcceptPending, SentAt: auditNanos(sentAt), Side: a.Side,
 	}
-	return j.appendAuditTo(ctx, tx, AuditAcceptIntent, "", auditJSON(e.appendJSON(make([]byte, 0, auditAcceptJSONCap))))
+	if err := j.appendAuditTo(ctx, tx, AuditAcceptIntent, "", auditJSON(e.appendJSON(make([]byte, 0, auditAcceptJSONCap)))); err != nil {
+		return err
+	}
+	j.stagedAccepts = append(j.stagedAccepts, e)
+	return nil
+}
+
+// maxPendingAccepts bounds pendingAccepts: each program has at most one
+// accept waiting for its result, so 1,024 (the group's queueLen) is five
+// times SPEC 8's 200 programs. Beyond it (results that never came: a
+// journal closed under them) an accept's result entry reads its row.
+const maxPendingAccepts = 1024
+
+// settlePendingAccepts ends the batch's part of pendingAccepts: the accepts
+// it inserted are remembered if it committed, forgotten if not (their ids
+// may be given to other rows). The caller holds j.wsem.
+func (j *Journal) settlePendingAccepts(committed bool) {
+	if committed {
+		if j.pendingAccepts == nil {
+			j.pendingAccepts = make(map[int64]auditAccept)
+		}
+		for _, e := range j.stagedAccepts {
+			if len(j.pendingAccepts) < maxPendingAccepts {
+				j.pendingAccepts[e.ID] = e
+			}
+		}
+	}
+	clear(j.stagedAccepts)
+	j.stagedAccepts = j.stagedAccepts[:0]
+}
+
+// auditBatchAcceptResult appends the entry of a result just written on
+// accept id (its UPDATE changed the row, so the row was pending). A pending
+// accept's row is exactly what its insert wrote: nothing changes a row and
+// leaves it pending (results, MarkPendingAcceptsUnknown and SettleAccept all
+// move it out of pending, and only from pending). So the entry is built from
+// the insert's entry, remembered, and the result's values, rather than by
+// reading the row back; for an accept this process did not insert, or no
+// longer remembers, the row is read. The caller holds j.wsem.
+func (j *Journal) auditBatchAcceptResult(t *batchTx, id int64, result, message string, at int64) error {
+	e, ok := j.pendingAccepts[id]
+	if !ok {
+		return j.auditBatchAcceptRow(t, AuditAcceptResult, id)
+	}
+	// Forgotten whether or not the batch commits: a retry reads the row.
+	delete(j.pendingAccepts, id)
+	e.Result, e.Message, e.ResultAt = result, message, auditNanos(at)
+	return j.appendAuditTo(t.ctx, t, AuditAcceptResult, "", auditJSON(e.appendJSON(make([]byte, 0, auditAcceptJSONCap))))
 }
 
 // auditAcceptJSONCap is room for an accept's data in one allocation: its

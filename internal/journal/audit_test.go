@@ -445,3 +445,58 @@ func TestAuditChainSurvivesKill9(t *testing.T) {
 		})
 	}
 }
+
+// TestResultEntryHoldsTheRowAsWritten: a result's audit entry, built from
+// what the accept's insert wrote (remembered) or, for an accept this
+// process does not remember, from the row read back, holds exactly the row
+// as the journal now has it.
+func TestResultEntryHoldsTheRowAsWritten(t *testing.T) {
+	forBackends(t, testResultEntryHoldsTheRowAsWritten)
+}
+
+func testResultEntryHoldsTheRowAsWritten(t *testing.T) {
+	ctx := context.Background()
+	j, _ := openTemp(t)
+	remembered := sampleAccept(t, `p "1" <&>`, t0)
+	id1, err := j.InsertAccept(ctx, remembered)
+	must(t, err)
+	must(t, j.SetAcceptResult(ctx, id1, AcceptRejected, `desk: "no" <x> é`+"\n", t0.Add(time.Second)))
+	id2, err := j.InsertAccept(ctx, sampleAccept(t, "p2", t0))
+	must(t, err)
+	if _, ok := j.pendingAccepts[id2]; !ok {
+		t.Fatalf("accept %d not remembered after its insert", id2)
+	}
+	j.pendingAccepts = nil // as after a restart: the row is read
+	must(t, j.SetAcceptResult(ctx, id2, AcceptUnknown, "timeout", t0.Add(2*time.Second)))
+	if len(j.pendingAccepts) != 0 {
+		t.Errorf("%d accepts still remembered after their results", len(j.pendingAccepts))
+	}
+
+	last := map[int64][]byte{} // accept id -> data of its last entry
+	for _, e := range auditEntries(t, j) {
+		if e.Kind != AuditAcceptResult {
+			continue
+		}
+		var b struct {
+			Data json.RawMessage `json:"data"`
+		}
+		must(t, json.Unmarshal(e.Body, &b))
+		var id struct {
+			ID int64 `json:"id"`
+		}
+		must(t, json.Unmarshal(b.Data, &id))
+		last[id.ID] = b.Data
+	}
+	db, err := j.reader()
+	must(t, err)
+	for _, id := range []int64{id1, id2} {
+		row, err := scanAuditAccept(db.QueryRowContext(ctx, `SELECT `+auditAcceptCols+` FROM accepts WHERE id = ?`, id))
+		must(t, err)
+		want, err := json.Marshal(row)
+		must(t, err)
+		if !bytes.Equal(last[id], want) {
+			t.Errorf("accept %d: result entry data\n%s\nwant the row\n%s", id, last[id], want)
+		}
+	}
+	requireIntact(t, j)
+}

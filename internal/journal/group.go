@@ -397,7 +397,10 @@ func (j *Journal) writeBatch(ctx context.Context, batch []*op) (atCommit bool, e
 	// The audit entries of a batch count once it committed; otherwise the
 	// chain head in memory goes back to (or, after a failed COMMIT, is read
 	// again from) the journal.
-	defer func() { j.auditSettle(err == nil) }()
+	defer func() {
+		j.auditSettle(err == nil)
+		j.settlePendingAccepts(err == nil)
+	}()
 	conn, err := j.w.Conn(ctx)
 	if err != nil {
 		return false, err
@@ -471,7 +474,7 @@ func (j *Journal) writeOp(t *batchTx, o *op) error {
 		if n, err := res.RowsAffected(); err != nil {
 			return err
 		} else if n == 1 {
-			return j.auditBatchAcceptRow(t, AuditAcceptResult, o.id)
+			return j.auditBatchAcceptResult(t, o.id, o.result, o.message, o.at)
 		}
 		// Not a pending accept: say why.
 		cur, found, err := t.queryString(stAcceptResult, o.id)

@@ -108,6 +108,12 @@ type Journal struct {
 	auditAppended atomic.Int64
 	auditCounter  Counter
 	auditInsert   *sql.Stmt // auditInsertSQL, prepared in the transaction under way
+	// pendingAccepts holds the audit data of the accepts this process
+	// inserted that have no result yet, by id, for their result's entry
+	// (auditBatchAcceptResult); stagedAccepts those of the batch under way,
+	// until it commits. Guarded by wsem.
+	pendingAccepts map[int64]auditAccept
+	stagedAccepts  []auditAccept
 
 	opened    atomic.Bool
 	closeOnce sync.Once
