@@ -162,9 +162,7 @@ func (j *Journal) submit(ctx context.Context, o *op) error {
 	if !g.leading && (o.kind == opInsert || g.linger <= 0) {
 		// Ahead of the lingering results queued, if any: its batch takes
 		// them along, and its own row is in its first.
-		g.queue = append(g.queue, nil)
-		copy(g.queue[1:], g.queue)
-		g.queue[0] = o
+		g.pushFront(o)
 		g.leading = true
 		o.state = opLeading
 		g.mu.Unlock()
@@ -200,9 +198,7 @@ func (j *Journal) linger(ctx context.Context, o *op) error {
 		g.mu.Lock()
 		if o.state == opQueued && !g.leading {
 			g.remove(o)
-			g.queue = append(g.queue, nil)
-			copy(g.queue[1:], g.queue)
-			g.queue[0] = o
+			g.pushFront(o) // its own row in its first batch
 			g.leading = true
 			o.state = opLeading
 			g.mu.Unlock()
@@ -346,6 +342,13 @@ func (g *group) passLead() {
 	next := g.queue[0]
 	next.state = opLeading
 	next.wake <- struct{}{}
+}
+
+// pushFront queues o first: a new leader's own op. Called with mu held.
+func (g *group) pushFront(o *op) {
+	g.queue = append(g.queue, nil)
+	copy(g.queue[1:], g.queue)
+	g.queue[0] = o
 }
 
 // remove drops o from the queue. Called with mu held.
