@@ -299,13 +299,16 @@ func (j *Journal) lead(ctx context.Context, o *op) error {
 		// goroutine gets a CPU, which on a busy machine takes longer than
 		// the commit. A leader whose own write is a result (its accept was
 		// sent already) keeps doing so up to leadRounds batches; one whose
-		// own write is an accept does it once, then passes the lead on so
-		// that its accept is sent.
-		limit := leadRounds
+		// own write is an accept does it once, and only for an accept
+		// queued (results alone wait for no POST: they are not worth
+		// delaying its own), then passes the lead on so that its accept is
+		// sent.
+		more := n > 0 && len(g.queue) > 0 && !j.isClosed()
 		if o.kind == opInsert {
-			limit = insertLeadRounds
+			more = more && round < insertLeadRounds && g.insertQueued()
+		} else {
+			more = more && round < leadRounds
 		}
-		more := n > 0 && round < limit && len(g.queue) > 0 && !j.isClosed()
 		if more {
 			j.stats.continued.Add(1)
 			g.mu.Unlock()
@@ -342,6 +345,17 @@ func (g *group) passLead() {
 	next := g.queue[0]
 	next.state = opLeading
 	next.wake <- struct{}{}
+}
+
+// insertQueued reports whether an accept insert is queued. Called with mu
+// held.
+func (g *group) insertQueued() bool {
+	for _, q := range g.queue {
+		if q.kind == opInsert {
+			return true
+		}
+	}
+	return false
 }
 
 // pushFront queues o first: a new leader's own op. Called with mu held.

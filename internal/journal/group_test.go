@@ -638,3 +638,39 @@ func testCloseRefusesALingeringResult(t *testing.T) {
 		t.Errorf("accept after Close: %s (%v), want pending", a.Result, err)
 	}
 }
+
+// TestInsertLeaderLeavesQueuedResultsToTheNextLeader: an accept insert's
+// leader commits what queued behind it only if an insert is among it;
+// results alone (whose POSTs are done) go to the next leader, so the
+// insert's own POST waits for no commit of theirs. SQLite only: it locks
+// the file directly.
+func TestInsertLeaderLeavesQueuedResultsToTheNextLeader(t *testing.T) {
+	ctx := context.Background()
+	j, path := openTemp(t)
+	var sent []int64
+	for i := range 3 {
+		id, err := j.InsertAccept(ctx, sampleAccept(t, fmt.Sprintf("s%d", i), t0))
+		mustNil(t, err)
+		sent = append(sent, id)
+	}
+	unlock := lockFileForWriting(t, path)
+	first := make(chan error, 1)
+	go func() {
+		_, err := j.InsertAccept(ctx, sampleAccept(t, "first", t0))
+		first <- err
+	}()
+	waitFor(t, "the insert taken into a batch", func() bool { return j.stats.taken.Load() == 4 })
+	results := make(chan error, len(sent))
+	for _, id := range sent {
+		go func() { results <- j.SetAcceptResult(ctx, id, AcceptOK, "", t0) }()
+	}
+	waitFor(t, "the results queued", func() bool { return j.stats.enqueued.Load() == 4+int64(len(sent)) })
+	unlock()
+	mustNil(t, <-first)
+	for range sent {
+		mustNil(t, <-results)
+	}
+	if c, b := j.stats.continued.Load(), j.stats.batches.Load(); c != 0 || b != 5 {
+		t.Errorf("%d continued leads, %d transactions; want 0 and 5 (3 inserts, the insert, the results together)", c, b)
+	}
+}
