@@ -112,7 +112,13 @@ func BenchmarkInsertAcceptAndResult(b *testing.B) {
 // several programs accepting at once, as under SPEC 8's side-by-side load:
 // each of "callers" goroutines journals an accept, then its result, over and
 // over. cpu-ns/op is the CPU time per accept (insert and result).
-func BenchmarkAcceptPath(b *testing.B) {
+func BenchmarkAcceptPath(b *testing.B) { benchAcceptPath(b) }
+
+// BenchmarkAcceptPathPostgres is BenchmarkAcceptPath on the PostgreSQL
+// journal (TREASURYD_TEST_POSTGRES_DSN), with a leadership term.
+func BenchmarkAcceptPathPostgres(b *testing.B) { b.Run("postgres", benchAcceptPath) }
+
+func benchAcceptPath(b *testing.B) {
 	for _, callers := range []int{8, 50} {
 		b.Run("callers="+strconv.Itoa(callers), func(b *testing.B) {
 			j, _ := openTemp(b)
