@@ -27,9 +27,10 @@ import (
 // committed, so "journaled before it is sent" still holds; each gets its own
 // id and error.
 //
-// A result that finds no leader does not lead at once: it lingers, queued,
-// up to resultLinger for an accept insert, whose leader takes it into its
-// own transaction. Under load an accept then costs one commit rather than
+// A result that finds no leader, while accepts are being journaled (an
+// insert came within lingerWhileInsertsWithin), does not lead at once: it
+// lingers, queued, up to resultLinger for an accept insert, whose leader
+// takes it into its own transaction. Under load an accept then costs one commit rather than
 // two (each commit takes SQLite's locks and writes the pages it touched to
 // the WAL: most of a row's cost), and only the result waits, after its POST,
 // never an accept before it. A result that no insert came for leads itself.
@@ -68,6 +69,11 @@ const (
 	// SPEC 8's 25 quotes/s). With SPEC 8's 1,000 and more accepts a second
 	// most results find an insert within it.
 	resultLinger = time.Millisecond
+	// lingerWhileInsertsWithin: a result lingers only if an accept insert
+	// came within this long. Then others are likely to follow; otherwise
+	// (one quiet program, or the last results of a shutdown, written after
+	// the streams stopped) none is, and waiting would only delay it.
+	lingerWhileInsertsWithin = 10 * time.Millisecond
 )
 
 type opKind uint8
@@ -110,8 +116,9 @@ type group struct {
 	// admit bounds the writes in progress (queueLen).
 	admit chan struct{}
 
-	// linger is resultLinger; 0 makes a result lead at once (tests).
-	linger time.Duration
+	// linger is resultLinger, 0 to make a result lead at once, and
+	// lingerWithin lingerWhileInsertsWithin (tests change them).
+	linger, lingerWithin time.Duration
 
 	mu sync.Mutex
 	// leading: some caller leads (waits for the writer slot or commits). It
@@ -119,6 +126,9 @@ type group struct {
 	// every such op has a leader ahead of it that will answer it or pass
 	// the lead on; a lingering result leads itself when its time is up.
 	leading bool
+	// lastInsert is when the last accept insert was submitted (Unix
+	// nanoseconds).
+	lastInsert int64
 	// queue holds the ops not yet taken, oldest first; a leader's own op is
 	// its first.
 	queue []*op
@@ -127,7 +137,8 @@ type group struct {
 }
 
 func newGroup() group {
-	return group{admit: make(chan struct{}, queueLen), batch: make([]*op, 0, maxBatch), linger: resultLinger}
+	return group{admit: make(chan struct{}, queueLen), batch: make([]*op, 0, maxBatch),
+		linger: resultLinger, lingerWithin: lingerWhileInsertsWithin}
 }
 
 // submit writes o, leading a batch or following one, and returns its answer.
@@ -157,9 +168,13 @@ func (j *Journal) submit(ctx context.Context, o *op) error {
 	}
 	defer func() { <-g.admit }()
 
+	now := time.Now().UnixNano()
 	g.mu.Lock()
 	j.stats.enqueued.Add(1)
-	if !g.leading && (o.kind == opInsert || g.linger <= 0) {
+	if o.kind == opInsert {
+		g.lastInsert = now
+	}
+	if !g.leading && (o.kind == opInsert || g.linger <= 0 || now-g.lastInsert > int64(g.lingerWithin)) {
 		// Ahead of the lingering results queued, if any: its batch takes
 		// them along, and its own row is in its first.
 		g.pushFront(o)

@@ -558,6 +558,7 @@ func testResultWaitsForAnInsertAndSharesItsCommit(t *testing.T) {
 	ctx := context.Background()
 	j, _ := openTemp(t)
 	j.group.linger = time.Minute // only the insert can end its wait here
+	j.group.lingerWithin = time.Hour
 	sent, err := j.InsertAccept(ctx, sampleAccept(t, "sent", t0))
 	mustNil(t, err)
 	batches := j.stats.batches.Load()
@@ -599,7 +600,7 @@ func TestLingeringResultCommitsAloneWhenNoInsertComes(t *testing.T) {
 func testLingeringResultCommitsAloneWhenNoInsertComes(t *testing.T) {
 	ctx := context.Background()
 	j, _ := openTemp(t)
-	j.group.linger = 5 * time.Millisecond
+	j.group.linger, j.group.lingerWithin = 5*time.Millisecond, time.Hour
 	id, err := j.InsertAccept(ctx, sampleAccept(t, "p", t0))
 	mustNil(t, err)
 	batches := j.stats.batches.Load()
@@ -623,7 +624,7 @@ func TestCloseRefusesALingeringResult(t *testing.T) {
 func testCloseRefusesALingeringResult(t *testing.T) {
 	ctx := context.Background()
 	j, _ := openTemp(t)
-	j.group.linger = time.Minute
+	j.group.linger, j.group.lingerWithin = time.Minute, time.Hour
 	id, err := j.InsertAccept(ctx, sampleAccept(t, "p", t0))
 	mustNil(t, err)
 	result := make(chan error, 1)
@@ -672,5 +673,32 @@ func TestInsertLeaderLeavesQueuedResultsToTheNextLeader(t *testing.T) {
 	}
 	if c, b := j.stats.continued.Load(), j.stats.batches.Load(); c != 0 || b != 5 {
 		t.Errorf("%d continued leads, %d transactions; want 0 and 5 (3 inserts, the insert, the results together)", c, b)
+	}
+}
+
+// TestResultCommitsAtOnceWhenNoInsertCameLately: with no accept insert
+// within lingerWithin (a quiet program, a shutdown's last results) a result
+// does not wait for one.
+func TestResultCommitsAtOnceWhenNoInsertCameLately(t *testing.T) {
+	forBackends(t, testResultCommitsAtOnceWhenNoInsertCameLately)
+}
+
+func testResultCommitsAtOnceWhenNoInsertCameLately(t *testing.T) {
+	ctx := context.Background()
+	j, _ := openTemp(t)
+	j.group.linger, j.group.lingerWithin = time.Minute, time.Millisecond
+	id, err := j.InsertAccept(ctx, sampleAccept(t, "p", t0))
+	mustNil(t, err)
+	time.Sleep(20 * time.Millisecond) // past lingerWithin
+	done := make(chan error, 1)
+	go func() { done <- j.SetAcceptResult(ctx, id, AcceptOK, "", t0) }()
+	select {
+	case err := <-done:
+		mustNil(t, err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the result waited for an insert though none came lately")
+	}
+	if n := j.stats.lingered.Load(); n != 0 {
+		t.Errorf("%d results lingered, want 0", n)
 	}
 }
