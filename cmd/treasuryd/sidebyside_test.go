@@ -19,6 +19,11 @@ package main
 //	TREASURYD_SIDEBYSIDE_DIR=/tmp/x    keep logs, policy and journal there
 //	TREASURYD_SIDEBYSIDE_BIN=/tmp/td   run this treasuryd binary (e.g. one built
 //	                                   with profiling) instead of this package's
+//
+// To profile treasuryd in the run: go build -tags pprof -o /tmp/td
+// ./cmd/treasuryd, run with TREASURYD_SIDEBYSIDE_BIN=/tmp/td and
+// TREASURYD_PPROF_LISTEN=127.0.0.1:6060, and fetch
+// http://127.0.0.1:6060/debug/pprof/profile?seconds=20 during the window.
 
 import (
 	"bytes"

@@ -81,9 +81,15 @@ func benchInsertAccept(b *testing.B) {
 }
 
 // BenchmarkInsertAcceptAndResult is the whole journal cost of one accept on
-// the accept path: the insert before the POST and the result after.
+// the accept path: the insert before the POST and the result after, each in
+// a transaction of its own, as for a lone program. With one caller no insert
+// ever comes to take the result along, so the result's linger
+// (resultLinger) is turned off here: it would only add its wait, and the
+// CPU an idle process spends waking up, to every op. BenchmarkAcceptPath has
+// programs accepting together, results riding on inserts.
 func BenchmarkInsertAcceptAndResult(b *testing.B) {
 	j, _ := openTemp(b)
+	j.group.linger = 0
 	ctx := context.Background()
 	a := sampleAccept(b, "p", t0)
 	b.ReportAllocs()
@@ -100,4 +106,57 @@ func BenchmarkInsertAcceptAndResult(b *testing.B) {
 	}
 	b.StopTimer()
 	reportCPU(b, cpu)
+}
+
+// BenchmarkAcceptPath is the journal's part of the accept path with
+// several programs accepting at once, as under SPEC 8's side-by-side load:
+// each of "callers" goroutines journals an accept, then its result, over and
+// over. cpu-ns/op is the CPU time per accept (insert and result).
+func BenchmarkAcceptPath(b *testing.B) { benchAcceptPath(b) }
+
+// BenchmarkAcceptPathPostgres is BenchmarkAcceptPath on the PostgreSQL
+// journal (TREASURYD_TEST_POSTGRES_DSN), with a leadership term.
+func BenchmarkAcceptPathPostgres(b *testing.B) { b.Run("postgres", benchAcceptPath) }
+
+func benchAcceptPath(b *testing.B) {
+	for _, callers := range []int{8, 50} {
+		b.Run("callers="+strconv.Itoa(callers), func(b *testing.B) {
+			j, _ := openTemp(b)
+			ctx := context.Background()
+			accepts := make([]Accept, callers)
+			for i := range accepts {
+				accepts[i] = sampleAccept(b, fmt.Sprintf("p%02d", i), t0)
+			}
+			var next atomic.Int64
+			b.ReportAllocs()
+			b.ResetTimer()
+			cpu := processCPU(b)
+			var wg sync.WaitGroup
+			errs := make(chan error, callers)
+			for g := range callers {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					a := accepts[g]
+					for next.Add(1) <= int64(b.N) {
+						id, err := j.InsertAccept(ctx, a)
+						if err == nil {
+							err = j.SetAcceptResult(ctx, id, AcceptOK, "", t0)
+						}
+						if err != nil {
+							errs <- err
+							return
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			b.StopTimer()
+			reportCPU(b, cpu)
+			close(errs)
+			for err := range errs {
+				b.Fatal(err)
+			}
+		})
+	}
 }

@@ -317,6 +317,30 @@ func TestAuditBodyBytesAreEncodingJSONs(t *testing.T) {
 	}
 }
 
+// TestAuditAcceptJSONIsEncodingJSONs: the accept data written by hand on
+// the accept path is byte for byte what encoding/json makes of auditAccept,
+// for plain values and for every kind of string encoding/json escapes.
+func TestAuditAcceptJSONIsEncodingJSONs(t *testing.T) {
+	plain := auditAccept{BaseAsset: "BTC", BaseQty: "0.0001", ExpiryMicros: 1733000000123456, ID: 42,
+		Program: "p01", QuoteAsset: "USD", QuoteID: "q-1", QuoteQty: "6.5", RawQuoteSHA256: sha256Hex([]byte("{}")),
+		Result: AcceptPending, SentAt: auditNanos(t0.UnixNano()), Side: "sell"}
+	odd := []string{"", `"quoted"`, `back\slash`, "<b>&amp;", "é ü 漢", "\x00\x1f\x7f", "bad \xff utf-8",
+		"\u2028\u2029", "tab\tnew\nline"}
+	cases := []auditAccept{plain, {ExpiryMicros: -1, ID: -9}}
+	for _, s := range odd {
+		a := plain
+		a.Program, a.QuoteID, a.Message, a.ConvertID, a.ResultAt = s, s, s, "c"+s, s+"z"
+		cases = append(cases, a)
+	}
+	for _, a := range cases {
+		want, err := json.Marshal(a)
+		must(t, err)
+		if got := a.appendJSON(nil); !bytes.Equal(got, want) {
+			t.Errorf("%+v:\n got %s\nwant %s", a, got, want)
+		}
+	}
+}
+
 // TestAuditHeadInMemoryFollowsAnotherWriter: the head this process keeps
 // in memory goes stale when another process appends; its next entry still
 // lands right after the other's, on its hash.
@@ -420,4 +444,59 @@ func TestAuditChainSurvivesKill9(t *testing.T) {
 			requireIntact(t, j)
 		})
 	}
+}
+
+// TestResultEntryHoldsTheRowAsWritten: a result's audit entry, built from
+// what the accept's insert wrote (remembered) or, for an accept this
+// process does not remember, from the row read back, holds exactly the row
+// as the journal now has it.
+func TestResultEntryHoldsTheRowAsWritten(t *testing.T) {
+	forBackends(t, testResultEntryHoldsTheRowAsWritten)
+}
+
+func testResultEntryHoldsTheRowAsWritten(t *testing.T) {
+	ctx := context.Background()
+	j, _ := openTemp(t)
+	remembered := sampleAccept(t, `p "1" <&>`, t0)
+	id1, err := j.InsertAccept(ctx, remembered)
+	must(t, err)
+	must(t, j.SetAcceptResult(ctx, id1, AcceptRejected, `desk: "no" <x> é`+"\n", t0.Add(time.Second)))
+	id2, err := j.InsertAccept(ctx, sampleAccept(t, "p2", t0))
+	must(t, err)
+	if _, ok := j.pendingAccepts[id2]; !ok {
+		t.Fatalf("accept %d not remembered after its insert", id2)
+	}
+	j.pendingAccepts = nil // as after a restart: the row is read
+	must(t, j.SetAcceptResult(ctx, id2, AcceptUnknown, "timeout", t0.Add(2*time.Second)))
+	if len(j.pendingAccepts) != 0 {
+		t.Errorf("%d accepts still remembered after their results", len(j.pendingAccepts))
+	}
+
+	last := map[int64][]byte{} // accept id -> data of its last entry
+	for _, e := range auditEntries(t, j) {
+		if e.Kind != AuditAcceptResult {
+			continue
+		}
+		var b struct {
+			Data json.RawMessage `json:"data"`
+		}
+		must(t, json.Unmarshal(e.Body, &b))
+		var id struct {
+			ID int64 `json:"id"`
+		}
+		must(t, json.Unmarshal(b.Data, &id))
+		last[id.ID] = b.Data
+	}
+	db, err := j.reader()
+	must(t, err)
+	for _, id := range []int64{id1, id2} {
+		row, err := scanAuditAccept(db.QueryRowContext(ctx, `SELECT `+auditAcceptCols+` FROM accepts WHERE id = ?`, id))
+		must(t, err)
+		want, err := json.Marshal(row)
+		must(t, err)
+		if !bytes.Equal(last[id], want) {
+			t.Errorf("accept %d: result entry data\n%s\nwant the row\n%s", id, last[id], want)
+		}
+	}
+	requireIntact(t, j)
 }

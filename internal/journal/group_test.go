@@ -546,3 +546,159 @@ func TestResultLeaderCommitsTheWritesQueuedBehindIt(t *testing.T) {
 		t.Errorf("%d continued leads in %d transactions, want 1 in 3 (insert, result, the queued inserts)", c, b)
 	}
 }
+
+// TestResultWaitsForAnInsertAndSharesItsCommit: a result with no leader to
+// follow lingers, uncommitted and unanswered, until an accept insert comes;
+// the insert's leader commits both in one transaction.
+func TestResultWaitsForAnInsertAndSharesItsCommit(t *testing.T) {
+	forBackends(t, testResultWaitsForAnInsertAndSharesItsCommit)
+}
+
+func testResultWaitsForAnInsertAndSharesItsCommit(t *testing.T) {
+	ctx := context.Background()
+	j, _ := openTemp(t)
+	j.group.linger = time.Minute // only the insert can end its wait here
+	j.group.lingerWithin = time.Hour
+	sent, err := j.InsertAccept(ctx, sampleAccept(t, "sent", t0))
+	mustNil(t, err)
+	batches := j.stats.batches.Load()
+	result := make(chan error, 1)
+	go func() { result <- j.SetAcceptResult(ctx, sent, AcceptOK, "", t0) }()
+	waitFor(t, "the result queued", func() bool { return j.stats.enqueued.Load() == 2 })
+	select {
+	case err := <-result:
+		t.Fatalf("the result returned (%v) before any commit took it", err)
+	default:
+	}
+	if a, err := j.AcceptByID(ctx, sent); err != nil || a.Result != AcceptPending {
+		t.Fatalf("lingering result: accept is %+v (%v), want still pending", a.Result, err)
+	}
+	next, err := j.InsertAccept(ctx, sampleAccept(t, "next", t0))
+	mustNil(t, err)
+	// The insert's return means its transaction committed: the result's too.
+	for id, want := range map[int64]string{sent: AcceptOK, next: AcceptPending} {
+		if a, err := j.AcceptByID(ctx, id); err != nil || a.Result != want {
+			t.Errorf("accept %d: %s (%v), want %s", id, a.Result, err, want)
+		}
+	}
+	mustNil(t, <-result)
+	if b := j.stats.batches.Load() - batches; b != 1 {
+		t.Errorf("the result and the insert committed in %d transactions, want 1", b)
+	}
+	if n := j.stats.lingered.Load(); n != 0 {
+		t.Errorf("%d results led after lingering, want 0", n)
+	}
+	requireIntact(t, j)
+}
+
+// TestLingeringResultCommitsAloneWhenNoInsertComes: with no insert within
+// its linger, a result leads and commits itself.
+func TestLingeringResultCommitsAloneWhenNoInsertComes(t *testing.T) {
+	forBackends(t, testLingeringResultCommitsAloneWhenNoInsertComes)
+}
+
+func testLingeringResultCommitsAloneWhenNoInsertComes(t *testing.T) {
+	ctx := context.Background()
+	j, _ := openTemp(t)
+	j.group.linger, j.group.lingerWithin = 5*time.Millisecond, time.Hour
+	id, err := j.InsertAccept(ctx, sampleAccept(t, "p", t0))
+	mustNil(t, err)
+	batches := j.stats.batches.Load()
+	mustNil(t, j.SetAcceptResult(ctx, id, AcceptRejected, "no", t0))
+	if a, err := j.AcceptByID(ctx, id); err != nil || a.Result != AcceptRejected {
+		t.Errorf("accept: %s (%v), want rejected", a.Result, err)
+	}
+	if b, n := j.stats.batches.Load()-batches, j.stats.lingered.Load(); b != 1 || n != 1 {
+		t.Errorf("%d transactions, %d lingered results; want 1 and 1", b, n)
+	}
+	requireIntact(t, j)
+}
+
+// TestCloseRefusesALingeringResult: a result still lingering when the
+// journal closes is never written; its accept stays pending (unknown at the
+// next start), as a queued write's.
+func TestCloseRefusesALingeringResult(t *testing.T) {
+	forBackends(t, testCloseRefusesALingeringResult)
+}
+
+func testCloseRefusesALingeringResult(t *testing.T) {
+	ctx := context.Background()
+	j, _ := openTemp(t)
+	j.group.linger, j.group.lingerWithin = time.Minute, time.Hour
+	id, err := j.InsertAccept(ctx, sampleAccept(t, "p", t0))
+	mustNil(t, err)
+	result := make(chan error, 1)
+	go func() { result <- j.SetAcceptResult(ctx, id, AcceptOK, "", t0) }()
+	waitFor(t, "the result queued", func() bool { return j.stats.enqueued.Load() == 2 })
+	mustNil(t, j.Close())
+	if err := <-result; !errors.Is(err, ErrClosed) {
+		t.Fatalf("lingering result at Close: %v, want ErrClosed", err)
+	}
+	other := openOther(t, j)
+	if a, err := other.AcceptByID(ctx, id); err != nil || a.Result != AcceptPending {
+		t.Errorf("accept after Close: %s (%v), want pending", a.Result, err)
+	}
+}
+
+// TestInsertLeaderLeavesQueuedResultsToTheNextLeader: an accept insert's
+// leader commits what queued behind it only if an insert is among it;
+// results alone (whose POSTs are done) go to the next leader, so the
+// insert's own POST waits for no commit of theirs. SQLite only: it locks
+// the file directly.
+func TestInsertLeaderLeavesQueuedResultsToTheNextLeader(t *testing.T) {
+	ctx := context.Background()
+	j, path := openTemp(t)
+	var sent []int64
+	for i := range 3 {
+		id, err := j.InsertAccept(ctx, sampleAccept(t, fmt.Sprintf("s%d", i), t0))
+		mustNil(t, err)
+		sent = append(sent, id)
+	}
+	unlock := lockFileForWriting(t, path)
+	first := make(chan error, 1)
+	go func() {
+		_, err := j.InsertAccept(ctx, sampleAccept(t, "first", t0))
+		first <- err
+	}()
+	waitFor(t, "the insert taken into a batch", func() bool { return j.stats.taken.Load() == 4 })
+	results := make(chan error, len(sent))
+	for _, id := range sent {
+		go func() { results <- j.SetAcceptResult(ctx, id, AcceptOK, "", t0) }()
+	}
+	waitFor(t, "the results queued", func() bool { return j.stats.enqueued.Load() == 4+int64(len(sent)) })
+	unlock()
+	mustNil(t, <-first)
+	for range sent {
+		mustNil(t, <-results)
+	}
+	if c, b := j.stats.continued.Load(), j.stats.batches.Load(); c != 0 || b != 5 {
+		t.Errorf("%d continued leads, %d transactions; want 0 and 5 (3 inserts, the insert, the results together)", c, b)
+	}
+}
+
+// TestResultCommitsAtOnceWhenNoInsertCameLately: with no accept insert
+// within lingerWithin (a quiet program, a shutdown's last results) a result
+// does not wait for one.
+func TestResultCommitsAtOnceWhenNoInsertCameLately(t *testing.T) {
+	forBackends(t, testResultCommitsAtOnceWhenNoInsertCameLately)
+}
+
+func testResultCommitsAtOnceWhenNoInsertCameLately(t *testing.T) {
+	ctx := context.Background()
+	j, _ := openTemp(t)
+	j.group.linger, j.group.lingerWithin = time.Minute, time.Millisecond
+	id, err := j.InsertAccept(ctx, sampleAccept(t, "p", t0))
+	mustNil(t, err)
+	time.Sleep(20 * time.Millisecond) // past lingerWithin
+	done := make(chan error, 1)
+	go func() { done <- j.SetAcceptResult(ctx, id, AcceptOK, "", t0) }()
+	select {
+	case err := <-done:
+		mustNil(t, err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the result waited for an insert though none came lately")
+	}
+	if n := j.stats.lingered.Load(); n != 0 {
+		t.Errorf("%d results lingered, want 0", n)
+	}
+}

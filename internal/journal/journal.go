@@ -95,7 +95,7 @@ type Journal struct {
 	ckLimit          int64
 	// Counts of the background work, which tests wait on.
 	stats struct {
-		enqueued, taken, batches, continued, checkpoints, truncates atomic.Int64
+		enqueued, taken, batches, continued, lingered, checkpoints, truncates atomic.Int64
 	}
 	// The audit chain (audit.go). Guarded by wsem, like the transaction
 	// they describe: auditPending counts the entries of the transaction
@@ -108,6 +108,12 @@ type Journal struct {
 	auditAppended atomic.Int64
 	auditCounter  Counter
 	auditInsert   *sql.Stmt // auditInsertSQL, prepared in the transaction under way
+	// pendingAccepts holds the audit data of the accepts this process
+	// inserted that have no result yet, by id, for their result's entry
+	// (auditBatchAcceptResult); stagedAccepts those of the batch under way,
+	// until it commits. Guarded by wsem.
+	pendingAccepts map[int64]auditAccept
+	stagedAccepts  []auditAccept
 
 	opened    atomic.Bool
 	closeOnce sync.Once

@@ -111,6 +111,15 @@ type Runner struct {
 	// accepts owns the accept goroutines. Its context is the context of
 	// every accept POST: cancelled only when Stop runs out of time.
 	accepts *lifecycle.Group
+	// idle hands an accept to a goroutine of accepts that finished one and
+	// waits for the next (work), so that an accept runs on a stack already
+	// grown to what the journal's SQLite needs rather than on a new 8 KB one
+	// grown by copying each time. There are at most as many of them as
+	// accepts ever in flight at once, one per program; quit (closed by Stop)
+	// and workerIdle end them.
+	idle     chan acceptJob
+	quit     chan struct{}
+	quitOnce sync.Once
 
 	mu       sync.Mutex // guards the fields below
 	state    int        // 0 new, 1 started, 2 stopped
@@ -168,6 +177,21 @@ type acceptRec struct {
 	written chan struct{}
 }
 
+// acceptJob is one decided accept, run by a worker of the accepts group.
+type acceptJob struct {
+	r          *program
+	a          journal.Accept
+	decidedAt  time.Time
+	receivedAt time.Time
+	hold       balances.Hold
+}
+
+// workerIdle is how long an accept goroutine waits for the next accept
+// before it ends: longer than the gap between a busy program's quotes, so
+// that under load accepts reuse goroutines, short enough that the
+// goroutines of programs a reload removed do not linger.
+const workerIdle = 10 * time.Second
+
 // resultWriteWait bounds how long Stop, out of time, waits for a result
 // the accept's own goroutine is journaling at that moment (it won the race
 // to resolve it): one journal commit, microseconds to milliseconds, rather
@@ -206,6 +230,8 @@ func New(d Deps) *Runner {
 		m:        d.Metrics,
 		now:      d.Now,
 		accepts:  lifecycle.New("trade: accepts"),
+		idle:     make(chan acceptJob),
+		quit:     make(chan struct{}),
 		programs: map[string]*program{},
 		slots:    map[string]*slot{},
 	}
@@ -408,13 +434,36 @@ func (e *Runner) launch(r *program, ev *quotes.Event, base, quote decimal.Decima
 		QuoteQty:     quote,
 		ExpiryMicros: ev.Quote.ExpiryMicros,
 	}
-	hold := e.d.Book.Hold(r.sold, r.soldQty(base, quote))
-	receivedAt := ev.ReceivedAt
-	if !e.accepts.Go(func(ctx context.Context) { e.accept(ctx, r, a, now, receivedAt, hold) }) {
+	job := acceptJob{r: r, a: a, decidedAt: now, receivedAt: ev.ReceivedAt, hold: e.d.Book.Hold(r.sold, r.soldQty(base, quote))}
+	select {
+	case e.idle <- job: // a worker waiting for the next accept took it
+		return
+	default:
+	}
+	if !e.accepts.Go(func(ctx context.Context) { e.work(ctx, job) }) {
 		// Stopped between the decision and here: nothing was journaled.
 		r.slot.prog.Load().Release(base, quote, now)
-		e.d.Book.Drop(hold)
+		e.d.Book.Drop(job.hold)
 		r.inFlight.Store(false)
+	}
+}
+
+// work runs job, then each accept handed to it while it waits (idle), until
+// it has waited workerIdle for one or Stop closed quit. It runs on a
+// goroutine of the accepts group.
+func (e *Runner) work(ctx context.Context, job acceptJob) {
+	wait := time.NewTimer(workerIdle)
+	defer wait.Stop()
+	for {
+		e.accept(ctx, job.r, job.a, job.decidedAt, job.receivedAt, job.hold)
+		wait.Reset(workerIdle)
+		select {
+		case job = <-e.idle:
+		case <-e.quit:
+			return
+		case <-wait.C:
+			return
+		}
 	}
 }
 
@@ -576,6 +625,9 @@ func (e *Runner) Stop(ctx context.Context) error {
 	// Wait out a decision under way: after this no accept is launched.
 	e.deciding.Lock()
 	e.deciding.Unlock() //nolint:staticcheck // an empty critical section is the point
+	// So accept goroutines waiting for the next accept end, and those
+	// running one end after it.
+	e.quitOnce.Do(func() { close(e.quit) })
 	e.mu.Lock()
 	if e.state != 1 {
 		e.state = 2

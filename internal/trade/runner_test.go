@@ -718,3 +718,33 @@ func TestNothingSentWithoutLeadership(t *testing.T) {
 		}
 	}
 }
+
+// TestStopEndsTheAcceptGoroutinesWaitingForWork: an accept goroutine that
+// finished its accept waits for the next one (workerIdle); Stop ends it at
+// once rather than waiting that out, and leaves the accepts group empty.
+func TestStopEndsTheAcceptGoroutinesWaitingForWork(t *testing.T) {
+	rg := newRig(t, time.Minute, nil)
+	e, m := rg.start(policy(liveSell("sell-btc")), nil)
+	waitFor(t, "two ok accepts", 10*time.Second, func() bool {
+		return testutil.ToFloat64(m.Accepts.WithLabelValues("sell-btc", journal.AcceptOK)) >= 2
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), workerIdle)
+	defer cancel()
+	start := time.Now()
+	if err := e.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took > workerIdle/2 {
+		t.Fatalf("Stop took %s: it waited for idle accept goroutines", took)
+	}
+	wctx, wcancel := context.WithTimeout(context.Background(), time.Second)
+	defer wcancel()
+	if err := e.accepts.Wait(wctx); err != nil {
+		t.Fatalf("accept goroutines left after Stop: %v", err)
+	}
+	for _, a := range journalAccepts(t, rg.j, "sell-btc") {
+		if a.Result == journal.AcceptPending {
+			t.Errorf("accept %d still pending after Stop", a.ID)
+		}
+	}
+}
