@@ -251,19 +251,7 @@ func (l *frameLayout) readValue(d *decoder, f, i int, q *Quote, idB, sigB *[]byt
 	if j == i || j >= len(b) || b[j] != '"' {
 		return 0, false
 	}
-	v := b[i:j]
-	switch f {
-	case 0:
-		*idB = v
-	case 1:
-		setString(&q.AccountID, v)
-	case 2:
-		setString(&q.FromAsset, v)
-	case 3:
-		setString(&q.ToAsset, v)
-	case 7:
-		*sigB = v
-	}
+	storeString(q, f, b[i:j], idB, sigB)
 	return j, true
 }
 

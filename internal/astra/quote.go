@@ -480,18 +480,7 @@ func (d *decoder) quote(i int, q *Quote) (int, error) {
 				if d.sp != nil {
 					d.sp.fields[field] = span{vs, ve}
 				}
-				switch field {
-				case 0:
-					idB = v
-				case 1:
-					setString(&q.AccountID, v)
-				case 2:
-					setString(&q.FromAsset, v)
-				case 3:
-					setString(&q.ToAsset, v)
-				case 7:
-					sigB = v
-				}
+				storeString(q, field, v, &idB, &sigB)
 				i = vnext
 			case 4, 5, 6:
 				start := i
@@ -566,6 +555,24 @@ func setIDSigIn(block *strings.Builder, q *Quote, idB, sigB []byte) {
 		q.QuoteID = string(idB)
 	case newSig:
 		q.Signature = string(sigB)
+	}
+}
+
+// storeString stores the content v of the string field f (an index of
+// fieldNames): the account and assets in q, the id and the signature in
+// *idB and *sigB for setIDSig.
+func storeString(q *Quote, f int, v []byte, idB, sigB *[]byte) {
+	switch f {
+	case 0:
+		*idB = v
+	case 1:
+		setString(&q.AccountID, v)
+	case 2:
+		setString(&q.FromAsset, v)
+	case 3:
+		setString(&q.ToAsset, v)
+	case 7:
+		*sigB = v
 	}
 }
 
