@@ -237,8 +237,8 @@ func (p *Program) Decide(q *astra.Quote, qErr error, env Env, now time.Time) Dec
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	base, quote := p.nums[0].of(b), p.nums[1].of(qt)
-	if b.Sign() <= 0 || qt.Sign() <= 0 || (p.fixedBase && base.cmp(p.sizeN) != 0) ||
-		(!p.fixedBase && quote.cmp(p.notionalN) != 0) {
+	if b.Sign() <= 0 || qt.Sign() <= 0 || (p.fixedBase && base.cmp(&p.sizeN) != 0) ||
+		(!p.fixedBase && quote.cmp(&p.notionalN) != 0) {
 		// quotes.Validate refuses these; checked again because the
 		// precomputed bounds below rely on the fixed side.
 		return Decision{OutcomeInvalid, "quote quantities do not match the program"}
@@ -257,21 +257,21 @@ func (p *Program) Decide(q *astra.Quote, qErr error, env Env, now time.Time) Dec
 		}
 	}
 	// The window's key: the quantity that varies.
-	key := &base
+	key := base
 	if p.fixedBase {
-		key = &quote
+		key = quote
 	}
 	if p.refOn {
 		p.ref.evict(nowNanos, key)
 	}
 	d := p.decideLocked(q, base, quote, env, now, nowNanos)
 	if p.refOn {
-		p.ref.insert(nowNanos, *key)
+		p.ref.insert(nowNanos, key)
 	}
 	return d
 }
 
-func (p *Program) decideLocked(q *astra.Quote, base, quote num, env Env, now time.Time, nowNanos int64) Decision {
+func (p *Program) decideLocked(q *astra.Quote, base, quote *num, env Env, now time.Time, nowNanos int64) Decision {
 	if env.Paused {
 		return Decision{OutcomePaused, "paused by the kill switch"}
 	}
@@ -297,7 +297,7 @@ func (p *Program) decideLocked(q *astra.Quote, base, quote num, env Env, now tim
 	if p.hasAccept && now.Sub(p.lastAccept) < p.cfg.Cooldown {
 		return Decision{OutcomeCooldown, "within cooldown of the last accept"}
 	}
-	if !p.cfg.Target.IsZero() && base.cmp(p.targetRoom) > 0 {
+	if !p.cfg.Target.IsZero() && base.cmp(&p.targetRoom) > 0 {
 		return Decision{OutcomeTargetReached, "executed base plus this quote would exceed target"}
 	}
 	if !p.cfg.MaxDailyNotional.IsZero() {
@@ -305,7 +305,7 @@ func (p *Program) decideLocked(q *astra.Quote, base, quote num, env Env, now tim
 		if len(p.daily)-p.dailyHead >= maxDailyAccepts {
 			return Decision{OutcomeDailyCap, "too many accepts in the last 24h to track"}
 		}
-		if quote.cmp(p.dailyRoom) > 0 {
+		if quote.cmp(&p.dailyRoom) > 0 {
 			return Decision{OutcomeDailyCap, "24h notional plus this quote would exceed max_daily_notional"}
 		}
 	}
@@ -345,10 +345,10 @@ func remainingNanos(expiryMicros, nowNanos int64) int64 {
 
 // withinLimit: sell accepts price >= limit, buy price <= limit, with price =
 // quote/base compared as quote vs limit × base.
-func (p *Program) withinLimit(base, quote num) bool {
+func (p *Program) withinLimit(base, quote *num) bool {
 	var c int
 	if p.fixedBase {
-		c = quote.cmp(p.limitBoundN)
+		c = quote.cmp(&p.limitBoundN)
 	} else {
 		c = cmp(quote.d, p.cfg.LimitPrice.Mul(base.d))
 	}
@@ -366,7 +366,7 @@ func (p *Program) withinLimit(base, quote num) bool {
 //   - notional program (quote fixed at N): price_i = N/b_i, ordered inversely
 //     to b_i, so the median price is N/b_m (odd count) or
 //     N(b_a+b_b)/(2·b_a·b_b) (even count), and the test cross-multiplies.
-func (p *Program) beatsReference(baseN, quoteN num) bool {
+func (p *Program) beatsReference(baseN, quoteN *num) bool {
 	w := &p.ref
 	n := w.Len()
 	if n == 0 {
@@ -407,9 +407,9 @@ func (p *Program) beatsReference(baseN, quoteN num) bool {
 
 // keepsReserve: the balance of the asset sold minus the amount sold must stay
 // at or above reserve.
-func (p *Program) keepsReserve(base, quote, bal num) bool {
+func (p *Program) keepsReserve(base, quote, bal *num) bool {
 	if p.sell && p.fixedBase {
-		return bal.cmp(p.sizeReserveN) >= 0
+		return bal.cmp(&p.sizeReserveN) >= 0
 	}
 	sold := quote
 	if p.sell {

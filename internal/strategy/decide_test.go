@@ -561,7 +561,8 @@ func TestFixedFormsCompareExactly(t *testing.T) {
 		if i%5 == 0 {
 			b = a.Add(decimal.New(int64(next(3))-1, a.Exponent())) // a neighbour
 		}
-		if got, want := newNum(a).cmp(newNum(b)), a.Cmp(b); got != want {
+		na, nb := newNum(a), newNum(b)
+		if got, want := na.cmp(&nb), a.Cmp(b); got != want {
 			t.Fatalf("newNum(%s).cmp(%s) = %d, want %d", a, b, got, want)
 		}
 		fa, oka := toFixed(a)

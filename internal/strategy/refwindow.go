@@ -190,7 +190,7 @@ func (w *refWindow) closeHole() {
 	w.holeOn = false
 }
 
-func (w *refWindow) insert(nowNanos int64, kn num) {
+func (w *refWindow) insert(nowNanos int64, kn *num) {
 	k := kn.d
 	if w.n == refCapacity {
 		w.pop()
@@ -241,7 +241,7 @@ func (w *refWindow) insert(nowNanos int64, kn num) {
 	}
 	w.sorted[lo] = e
 	w.holeOn, w.pendOK = false, false
-	w.at[tail], w.keys[tail], w.ents[tail] = nowNanos, kn, e
+	w.at[tail], w.keys[tail], w.ents[tail] = nowNanos, *kn, e
 	w.n++
 }
 
@@ -416,14 +416,14 @@ type numCache struct {
 // of returns d's num. A decimal is immutable (its coefficient is never
 // changed in place), so one equal to the last, coefficient pointer and
 // exponent alike, has the same num.
-func (c *numCache) of(d decimal.Decimal) num {
+func (c *numCache) of(d decimal.Decimal) *num {
 	if !c.set || d != c.n.d {
 		c.n, c.set = newNum(d), true
 	}
-	return c.n
+	return &c.n
 }
 
-func (a num) cmp(b num) int {
+func (a *num) cmp(b *num) int {
 	if a.ok && b.ok {
 		return a.f.cmp(b.f)
 	}
