@@ -523,39 +523,46 @@ func (d *decoder) quote(i int, q *Quote) (int, error) {
 
 // setIDSig stores the quote id and signature. They change with every quote:
 // one allocation holds both.
-func setIDSig(q *Quote, idB, sigB []byte) { setIDSigIn(nil, q, idB, sigB) }
-
-// idSigBlock is the size of the blocks a stream's decoder carves ids and
-// signatures from: some thirty quotes' worth.
-const idSigBlock = 4 << 10
-
-// setIDSigIn is setIDSig taking the new strings from block when it is not
-// nil: a strings.Builder only ever appends, so the strings it returned
-// before stay as they were, and one block serves many quotes. A string keeps
-// its whole block alive; whoever keeps one for long (the accepted ids)
-// clones it.
-func setIDSigIn(block *strings.Builder, q *Quote, idB, sigB []byte) {
+func setIDSig(q *Quote, idB, sigB []byte) {
 	newID, newSig := q.QuoteID != string(idB), q.Signature != string(sigB)
 	switch {
 	case newID && newSig:
-		n := len(idB) + len(sigB)
 		var sb strings.Builder
-		if block == nil || n > idSigBlock/4 {
-			block = &sb
-		} else if block.Cap()-block.Len() < n {
-			block.Reset()
-			block.Grow(idSigBlock)
-		}
-		start := block.Len()
-		block.Write(idB)
-		block.Write(sigB)
-		s := block.String()[start:]
+		sb.Grow(len(idB) + len(sigB))
+		sb.Write(idB)
+		sb.Write(sigB)
+		s := sb.String()
 		q.QuoteID, q.Signature = s[:len(idB)], s[len(idB):]
 	case newID:
 		q.QuoteID = string(idB)
 	case newSig:
 		q.Signature = string(sigB)
 	}
+}
+
+// idSigBlock is the size of the blocks a stream's decoder carves ids and
+// signatures from: some thirty quotes' worth.
+const idSigBlock = 4 << 10
+
+// setIDSigIn is setIDSig taking the new strings from block: a
+// strings.Builder only ever appends, so the strings it returned before stay
+// as they were, and one block serves many quotes. A string keeps its whole
+// block alive; whoever keeps one for long (the accepted ids) clones it.
+func setIDSigIn(block *strings.Builder, q *Quote, idB, sigB []byte) {
+	n := len(idB) + len(sigB)
+	if n > idSigBlock/4 || q.QuoteID == string(idB) || q.Signature == string(sigB) {
+		setIDSig(q, idB, sigB)
+		return
+	}
+	if block.Cap()-block.Len() < n {
+		block.Reset()
+		block.Grow(idSigBlock)
+	}
+	start := block.Len()
+	block.Write(idB)
+	block.Write(sigB)
+	s := block.String()[start:]
+	q.QuoteID, q.Signature = s[:len(idB)], s[len(idB):]
 }
 
 // storeString stores the content v of the string field f (an index of
