@@ -42,7 +42,17 @@ func BenchmarkInsertAccept(b *testing.B) { benchInsertAccept(b) }
 func BenchmarkInsertAcceptPostgres(b *testing.B) { b.Run("postgres", benchInsertAccept) }
 
 func benchInsertAccept(b *testing.B) {
-	for _, callers := range []int{1, 8, 50} {
+	benchCallers(b, []int{1, 8, 50}, func(ctx context.Context, j *Journal, a Accept) error {
+		_, err := j.InsertAccept(ctx, a)
+		return err
+	})
+}
+
+// benchCallers runs op b.N times in all, shared among each number of
+// concurrent callers (a sub-benchmark each), every caller with its own
+// program's accept, and reports the process's CPU per op.
+func benchCallers(b *testing.B, callerCounts []int, op func(context.Context, *Journal, Accept) error) {
+	for _, callers := range callerCounts {
 		b.Run("callers="+strconv.Itoa(callers), func(b *testing.B) {
 			j, _ := openTemp(b)
 			ctx := context.Background()
@@ -62,7 +72,7 @@ func benchInsertAccept(b *testing.B) {
 					defer wg.Done()
 					a := accepts[g]
 					for next.Add(1) <= int64(b.N) {
-						if _, err := j.InsertAccept(ctx, a); err != nil {
+						if err := op(ctx, j, a); err != nil {
 							errs <- err
 							return
 						}
@@ -119,44 +129,11 @@ func BenchmarkAcceptPath(b *testing.B) { benchAcceptPath(b) }
 func BenchmarkAcceptPathPostgres(b *testing.B) { b.Run("postgres", benchAcceptPath) }
 
 func benchAcceptPath(b *testing.B) {
-	for _, callers := range []int{8, 50} {
-		b.Run("callers="+strconv.Itoa(callers), func(b *testing.B) {
-			j, _ := openTemp(b)
-			ctx := context.Background()
-			accepts := make([]Accept, callers)
-			for i := range accepts {
-				accepts[i] = sampleAccept(b, fmt.Sprintf("p%02d", i), t0)
-			}
-			var next atomic.Int64
-			b.ReportAllocs()
-			b.ResetTimer()
-			cpu := processCPU(b)
-			var wg sync.WaitGroup
-			errs := make(chan error, callers)
-			for g := range callers {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					a := accepts[g]
-					for next.Add(1) <= int64(b.N) {
-						id, err := j.InsertAccept(ctx, a)
-						if err == nil {
-							err = j.SetAcceptResult(ctx, id, AcceptOK, "", t0)
-						}
-						if err != nil {
-							errs <- err
-							return
-						}
-					}
-				}()
-			}
-			wg.Wait()
-			b.StopTimer()
-			reportCPU(b, cpu)
-			close(errs)
-			for err := range errs {
-				b.Fatal(err)
-			}
-		})
-	}
+	benchCallers(b, []int{8, 50}, func(ctx context.Context, j *Journal, a Accept) error {
+		id, err := j.InsertAccept(ctx, a)
+		if err == nil {
+			err = j.SetAcceptResult(ctx, id, AcceptOK, "", t0)
+		}
+		return err
+	})
 }
