@@ -42,15 +42,10 @@ type frameLayout struct {
 	// rawStart is where the quote object starts (within lits[0]); rawEnd is
 	// where it ends, counted from the start of lits[8].
 	rawStart, rawEnd int
-	// seg[k] is the k-th value's text as learned followed by lits[k+1]: a
-	// frame holding it where the k-th value starts holds the very same token
-	// (the learned text after a value never continues it), so the value is
-	// the learned one, below. The account, the assets and the fixed
-	// quantity repeat in every frame of a stream.
-	seg [len(fieldNames)][]byte
 	// changing has bit k set when the k-th value differed from the learned
 	// one in the last frame: the id, price, expiry and signature change with
-	// every quote, so comparing them with seg would only cost time.
+	// every quote, so comparing them with their segment would only cost
+	// time.
 	changing uint
 	// runs reads a frame as the changing bits last found it: each run is
 	// one comparison of the learned text from a literal through every
@@ -106,27 +101,30 @@ func learnLayout(frame []byte, sp *valueSpans, q *Quote) *frameLayout {
 	prev := 0
 	for k, f := range l.order {
 		v := sp.fields[f]
-		l.lits[k] = buf[prev:v.start:v.start]
-		if k > 0 {
-			l.seg[k-1] = buf[sp.fields[l.order[k-1]].start:v.start:v.start]
-		}
+		l.litStart[k], l.lits[k] = prev, buf[prev:v.start:v.start]
 		prev = v.end
-	}
-	l.lits[len(fieldNames)] = buf[prev:]
-	l.buf = buf
-	prev = 0
-	for k, f := range l.order {
-		l.litStart[k] = prev
-		prev = sp.fields[f].end
 		l.valEnd[k] = prev
 	}
-	l.litStart[len(fieldNames)] = prev
-	l.seg[len(fieldNames)-1] = buf[sp.fields[l.order[len(fieldNames)-1]].start:]
+	l.litStart[len(fieldNames)], l.lits[len(fieldNames)] = prev, buf[prev:]
+	l.buf = buf
 	l.rawStart, l.rawEnd = sp.raw.start, sp.raw.end-prev
 	l.strs = [len(fieldNames)]string{1: q.AccountID, 2: q.FromAsset, 3: q.ToAsset}
 	l.id, l.sig = []byte(q.QuoteID), []byte(q.Signature)
 	l.fromQty, l.toQty, l.expiryMicros = q.FromQty, q.ToQty, q.ExpiryMicros
 	return l
+}
+
+// segment is the k-th value's text as learned followed by lits[k+1]: a
+// frame holding it where the k-th value starts holds the very same token
+// (the learned text after a value never continues it), so the value is the
+// learned one. The account, the assets and the fixed quantity repeat in
+// every frame of a stream.
+func (l *frameLayout) segment(k int) []byte {
+	end := len(l.buf)
+	if k+1 < len(l.order) {
+		end = l.litStart[k+1] + len(l.lits[k+1])
+	}
+	return l.buf[l.litStart[k]+len(l.lits[k]) : end]
 }
 
 // layoutRun is one step of frameLayout.runs: compare buf[lo:hi], then read
@@ -262,7 +260,7 @@ func (l *frameLayout) decodeFields(b []byte, q *Quote, idSig *strings.Builder) b
 	d := decoder{b: b}
 	var idB, sigB []byte
 	i := 0
-	skipLit := false // lits[k] was matched with seg[k-1]
+	skipLit := false // lits[k] was matched with segment(k-1)
 	for k, f := range l.order {
 		if lit := l.lits[k]; !skipLit {
 			if len(b)-i < len(lit) || string(b[i:i+len(lit)]) != string(lit) {
@@ -270,7 +268,7 @@ func (l *frameLayout) decodeFields(b []byte, q *Quote, idSig *strings.Builder) b
 			}
 			i += len(lit)
 		}
-		if seg := l.seg[k]; l.changing&(1<<k) == 0 && len(b)-i >= len(seg) && string(b[i:i+len(seg)]) == string(seg) {
+		if seg := l.segment(k); l.changing&(1<<k) == 0 && len(b)-i >= len(seg) && string(b[i:i+len(seg)]) == string(seg) {
 			l.learned(f, q, &idB, &sigB)
 			i += len(seg)
 			skipLit = true

@@ -86,12 +86,7 @@ func (w *refWindow) Len() int {
 }
 
 // key is the i-th smallest key in the window.
-func (w *refWindow) key(i int) decimal.Decimal {
-	if w.holeOn && i >= w.hole {
-		i++
-	}
-	return w.keys[w.sorted[i].slot].d
-}
+func (w *refWindow) key(i int) decimal.Decimal { return w.keyNum(i).d }
 
 // keyNum is the i-th smallest key in the window with its fixed form.
 func (w *refWindow) keyNum(i int) num {
