@@ -38,6 +38,7 @@ func run(args []string) int {
 		prices       = fs.String("prices", "BTC-USD=65000,ETH-USD=3200", "starting prices PAIR=PRICE,...")
 		volatility   = fs.String("volatility-bps", "20", "random walk step per quote, basis points")
 		interval     = fs.Duration("quote-interval", time.Second, "time between quotes on a stream")
+		phase        = fs.String("quote-phase", "connect", "when each stream's quotes are sent: connect (every -quote-interval from its connect), aligned (at multiples of the interval since the Unix epoch: every stream of every desk together) or spread (the n-th stream to connect at a fixed offset within the epoch grid, the same on every desk, streams apart)")
 		ttl          = fs.Duration("quote-ttl", 5*time.Second, "quote validity")
 		wdStep       = fs.Duration("withdrawal-step", time.Second, "time per withdrawal status step")
 		measureLat   = fs.Bool("measure-accept-latency", false, "measure each accept's latency from its quote frame written to the accept received (GET /_sim/accept-latency)")
@@ -96,7 +97,7 @@ func run(args []string) int {
 
 	desk, err := sim.NewDesk(sim.DeskConfig{
 		AccountID: *account, APIKey: *apiKey, Seed: *seed, Balances: bal, Prices: px, VolatilityBps: vol,
-		QuoteInterval: *interval, QuoteTTL: *ttl, WithdrawalStep: *wdStep,
+		QuoteInterval: *interval, QuotePhase: *phase, QuoteTTL: *ttl, WithdrawalStep: *wdStep,
 	})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "astra-sim: %v\n", err)

@@ -4,6 +4,14 @@ package main
 // and a bare client (cmd/bareclient: decode, check the limit, POST the accept,
 // nothing else) run at the same time on this machine, each against its own
 // astra-sim, 50 streams at 25 quotes/s each, every quote within the limit.
+// Both desks send at the same instants (astra-sim -quote-phase): by default
+// "spread", the n-th stream of each desk at its own fixed offset within the
+// 40 ms interval, so both sides see a steady flow of quotes and the two
+// flows interleave the same way in every run. With streams timed from
+// their connects (the desk's default) each side gets bursts of 50 quotes at
+// once whose timing against the other side's bursts changes from run to
+// run, and the ratio with it (0.5–8× over one session of such runs); with
+// "aligned" every quote of both desks comes in one burst.
 // Each desk measures, per accept, the time from writing the quote's frame to
 // receiving the accept (internal/sim's accept latency); the test prints both
 // p50/p99, their ratios and each process's CPU time per accept, and fails when treasuryd's p50 or p99 is more than
@@ -16,6 +24,7 @@ package main
 //
 //	TREASURYD_SIDEBYSIDE_FOR=30s       measured window (after a 5 s warm-up)
 //	TREASURYD_SIDEBYSIDE_MAX_RATIO=1.2 the bound on both ratios
+//	TREASURYD_SIDEBYSIDE_PHASE=spread  the desks' -quote-phase: spread, aligned or connect
 //	TREASURYD_SIDEBYSIDE_DIR=/tmp/x    keep logs, policy and journal there
 //	TREASURYD_SIDEBYSIDE_BIN=/tmp/td   run this treasuryd binary (e.g. one built
 //	                                   with profiling) instead of this package's
@@ -65,6 +74,10 @@ func TestSideBySideWithBareClient(t *testing.T) {
 		}
 		window = d
 	}
+	sidePhase := "spread"
+	if v := os.Getenv("TREASURYD_SIDEBYSIDE_PHASE"); v != "" {
+		sidePhase = v
+	}
 	maxRatio := 1.2
 	if v := os.Getenv("TREASURYD_SIDEBYSIDE_MAX_RATIO"); v != "" {
 		f, err := strconv.ParseFloat(v, 64)
@@ -87,7 +100,7 @@ func TestSideBySideWithBareClient(t *testing.T) {
 	}
 
 	deskArgs := []string{"-seed", "8", "-balances", "BTC=1000000,USD=1000000", "-prices", "BTC-USD=65000",
-		"-volatility-bps", "0", "-quote-interval", sideInterval.String(), "-quote-ttl", "5s", "-measure-accept-latency"}
+		"-volatility-bps", "0", "-quote-interval", sideInterval.String(), "-quote-phase", sidePhase, "-quote-ttl", "5s", "-measure-accept-latency"}
 	desks := map[string]*astraSim{}
 	for _, side := range []string{"treasuryd", "bare"} {
 		d := filepath.Join(dir, "desk-"+side)

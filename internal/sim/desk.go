@@ -13,6 +13,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -31,6 +32,7 @@ type DeskConfig struct {
 	Prices         map[string]decimal.Decimal // "BTC-USD" -> USD per BTC; quoted either direction
 	VolatilityBps  decimal.Decimal            // random walk step per quote (0: constant price)
 	QuoteInterval  time.Duration              // default 1s
+	QuotePhase     string                     // when a stream's quotes go: "" or "connect", "aligned", "spread" (see QuotePhases)
 	QuoteTTL       time.Duration              // default 5s
 	WithdrawalStep time.Duration              // time per status step, default 1s
 	Networks       map[string]string          // symbol -> network (default BTC->bitcoin, ETH->ethereum)
@@ -166,6 +168,7 @@ type Desk struct {
 	malformNext  int
 	inject       [][]byte // frames to send as they are, before any new quote
 	streams      map[*deskStream]struct{}
+	streamsSeen  int // streams connected so far: the n of QuotePhase "spread"
 	quotesSent   int
 	lat          acceptLatency // desk_latency.go
 
@@ -177,6 +180,17 @@ type Desk struct {
 	closeErr error
 }
 
+// QuotePhases are the DeskConfig.QuotePhase values: "" (the same as
+// "connect"), "connect" (a stream's first quote when it connects, then every
+// QuoteInterval), "aligned" (every quote at a multiple of QuoteInterval since
+// the Unix epoch, so that every stream of every desk so configured sends
+// together, whenever it connected) and "spread" (the n-th stream to connect
+// at the same fixed offset within that grid on every desk, the offsets of
+// successive streams spread over the interval by the golden ratio: a steady
+// flow of quotes, and two desks that send the same flow at the same
+// instants).
+var QuotePhases = []string{"", "connect", "aligned", "spread"}
+
 // NewDesk builds a desk. It does no I/O; Start serves it.
 func NewDesk(cfg DeskConfig) (*Desk, error) {
 	if cfg.AccountID == "" {
@@ -184,6 +198,9 @@ func NewDesk(cfg DeskConfig) (*Desk, error) {
 	}
 	if cfg.APIKey == "" {
 		return nil, errors.New("sim: desk api key is required")
+	}
+	if !slices.Contains(QuotePhases, cfg.QuotePhase) {
+		return nil, fmt.Errorf("sim: quote phase %q: want one of %s", cfg.QuotePhase, strings.Join(QuotePhases[1:], ", "))
 	}
 	if cfg.QuoteInterval <= 0 {
 		cfg.QuoteInterval = time.Second

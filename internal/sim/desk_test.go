@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -911,5 +912,62 @@ func BenchmarkServeMillionTransactions(b *testing.B) {
 		n, _ := io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
 		b.ReportMetric(float64(n)/1e6, "MB/op")
+	}
+}
+
+// TestQuotePhaseSchedulesTheFirstQuote: when the n-th stream to connect
+// sends its first quote under each DeskConfig.QuotePhase, at 10 ms past an
+// instant of the 40 ms epoch grid.
+func TestQuotePhaseSchedulesTheFirstQuote(t *testing.T) {
+	const iv = 40 * time.Millisecond
+	grid := time.Unix(1_800_000_000, 0) // a multiple of 40 ms since the epoch
+	now := grid.Add(10 * time.Millisecond)
+	for _, c := range []struct {
+		phase string
+		n     int
+		want  time.Duration
+	}{
+		{"", 7, 0},
+		{"connect", 0, 0},
+		{"aligned", 0, 30 * time.Millisecond},
+		{"aligned", 31, 30 * time.Millisecond},
+		{"spread", 0, 30 * time.Millisecond},                        // offset 0: the next grid instant
+		{"spread", 1, 14*time.Millisecond + 721359*time.Nanosecond}, // offset 0.618… × 40 ms = 24.72 ms
+		{"spread", 2, 39*time.Millisecond + 442719*time.Nanosecond}, // offset 9.44 ms, just passed: the next interval's
+	} {
+		d, err := NewDesk(DeskConfig{AccountID: testAccount, APIKey: testKey, QuoteInterval: iv, QuotePhase: c.phase})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := d.firstQuoteIn(c.n, now); got != c.want {
+			t.Errorf("phase %q, stream %d: first quote in %s, want %s", c.phase, c.n, got, c.want)
+		}
+	}
+
+	// Spread: 50 streams' instants within the interval are apart, and are
+	// the same whenever the desk (or its streams) started.
+	d, err := NewDesk(DeskConfig{AccountID: testAccount, APIKey: testKey, QuoteInterval: iv, QuotePhase: "spread"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	phases := make([]time.Duration, 50)
+	for n := range phases {
+		at := now.Add(d.firstQuoteIn(n, now))
+		later := now.Add(17*iv + 3*time.Millisecond)
+		if again := later.Add(d.firstQuoteIn(n, later)); again.Sub(at)%iv != 0 {
+			t.Fatalf("stream %d: first quote at %s from one start, %s from another: not the same phase", n, at, again)
+		}
+		phases[n] = at.Sub(grid) % iv
+	}
+	slices.Sort(phases)
+	for i := 1; i < len(phases); i++ {
+		if gap := phases[i] - phases[i-1]; gap < iv/200 {
+			t.Fatalf("streams %s apart within the interval: not spread (%v)", gap, phases)
+		}
+	}
+
+	if _, err := NewDesk(DeskConfig{AccountID: testAccount, APIKey: testKey, QuotePhase: "bursty"}); err == nil ||
+		!strings.Contains(err.Error(), `"bursty"`) {
+		t.Fatalf("NewDesk with quote phase bursty: %v, want an error naming it", err)
 	}
 }

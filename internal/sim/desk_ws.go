@@ -110,6 +110,8 @@ func (d *Desk) handleStream(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	d.streams[s] = struct{}{}
+	n := d.streamsSeen
+	d.streamsSeen++
 	d.wg.Add(2)
 	d.mu.Unlock()
 	go func() {
@@ -128,13 +130,26 @@ func (d *Desk) handleStream(w http.ResponseWriter, r *http.Request) {
 		d.mu.Unlock()
 		conn.Close()
 	}()
-	d.runStream(s)
+	d.runStream(s, n)
 }
 
-func (d *Desk) runStream(s *deskStream) {
+func (d *Desk) runStream(s *deskStream, n int) {
+	first := true
+	if wait := d.firstQuoteIn(n, time.Now()); wait > 0 {
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-s.gone:
+			t.Stop()
+			return
+		case <-d.done:
+			t.Stop()
+			return
+		}
+	}
 	ticker := time.NewTicker(d.cfg.QuoteInterval)
 	defer ticker.Stop()
-	for first := true; ; first = false {
+	for ; ; first = false {
 		if !first {
 			select {
 			case <-ticker.C:
@@ -164,6 +179,27 @@ func (d *Desk) runStream(s *deskStream) {
 			return
 		}
 	}
+}
+
+// firstQuoteIn is how long the n-th stream to connect (from 0) waits, at
+// now, before its first quote (DeskConfig.QuotePhase).
+func (d *Desk) firstQuoteIn(n int, now time.Time) time.Duration {
+	iv := d.cfg.QuoteInterval
+	var offset time.Duration
+	switch d.cfg.QuotePhase {
+	case "aligned":
+	case "spread":
+		const phi = 0.6180339887498949 // the golden ratio's fraction
+		frac := float64(n) * phi
+		offset = time.Duration((frac - float64(int64(frac))) * float64(iv))
+	default:
+		return 0
+	}
+	next := now.Truncate(iv).Add(offset)
+	for !next.After(now) {
+		next = next.Add(iv)
+	}
+	return next.Sub(now)
 }
 
 // nextFrame decides what the stream sends now: faults first, then a quote,
