@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -40,14 +41,54 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// freePort returns a loopback address nothing listens on, for a process the
+// test starts to bind later. Its port is drawn from below the kernel's
+// ephemeral range, so a listener on port 0 (the sandbox's simulators, the
+// tests' own fakes) or an outgoing connection can never take it between this
+// call and the child's bind; and no port is handed out twice in one run.
 func freePort(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	portsMu.Lock()
+	defer portsMu.Unlock()
+	lo, hi := staticPortRange()
+	for tries := 0; tries < 1000; tries++ {
+		p := lo + rand.IntN(hi-lo)
+		if portsGiven[p] {
+			continue
+		}
+		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+		if err != nil {
+			continue
+		}
+		ln.Close()
+		portsGiven[p] = true
+		return fmt.Sprintf("127.0.0.1:%d", p)
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	t.Fatalf("no free port in [%d, %d) after 1000 tries", lo, hi)
+	return ""
+}
+
+var (
+	portsMu    sync.Mutex
+	portsGiven = map[int]bool{}
+)
+
+// staticPortRange is the range freePort draws from: the 12,000 ports below
+// the kernel's ephemeral range (Linux's default starts it at 32768).
+func staticPortRange() (lo, hi int) {
+	hi = 32768
+	if raw, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(raw)); len(f) == 2 {
+			if n, err := strconv.Atoi(f[0]); err == nil && n > 2048 {
+				hi = n
+			}
+		}
+	}
+	lo = hi - 12000
+	if lo < 1024 {
+		lo = 1024
+	}
+	return lo, hi
 }
 
 // sandboxPolicy writes configs/sandbox.yaml with its listener and journal
