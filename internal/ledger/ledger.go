@@ -56,7 +56,8 @@ const (
 	// convert has appeared for this long. It is far above any request
 	// timeout, so the POST cannot still be in flight, and above any lag of
 	// the desk's history: settling as missing frees the accept's share of
-	// the caps at the next start, so doing it early could exceed them.
+	// the caps (the running daemon within seconds, any later start from the
+	// journal), so doing it early could exceed them.
 	missingGrace = 5 * time.Minute
 	// failedWindow: a failed withdrawal is reported as a break while it was
 	// updated within this window, not forever (history never changes).

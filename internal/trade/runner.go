@@ -45,6 +45,7 @@ type Journal interface {
 	SetAcceptResult(ctx context.Context, id int64, result, message string, at time.Time) error
 	Accepts(ctx context.Context, f journal.AcceptFilter) ([]journal.Accept, error)
 	MarkPendingAcceptsUnknown(ctx context.Context) (int, error)
+	AcceptByID(ctx context.Context, id int64) (journal.Accept, error)
 }
 
 // Desk is what the accept path needs of *astra.Client.
@@ -87,6 +88,9 @@ type Deps struct {
 	// was journaled: false (a leader that lost or cannot confirm its
 	// leadership, SPEC 11) means the accept is not sent.
 	MayAct func() bool
+	// SettleEvery is how often the journal is read for unknown accepts the
+	// reconciliation has settled (defaultSettleEvery when zero).
+	SettleEvery time.Duration
 }
 
 // firstBalanceWait bounds how long Start waits for the book's first balance
@@ -120,6 +124,8 @@ type Runner struct {
 	idle     chan acceptJob
 	quit     chan struct{}
 	quitOnce sync.Once
+	// settleDone is closed when settleLoop, started by Start, has ended.
+	settleDone chan struct{}
 
 	mu       sync.Mutex // guards the fields below
 	state    int        // 0 new, 1 started, 2 stopped
@@ -135,6 +141,7 @@ type slot struct {
 	inFlight atomic.Bool
 	prog     atomic.Pointer[strategy.Program]
 	ok       okTotals // ok accepts, for the average price gauge and /status
+	unknown  unknowns // unknown accepts, counted as executed until settled
 }
 
 // program is one program's stream and decision state.
@@ -148,8 +155,10 @@ type program struct {
 	stream   *quotes.Stream
 	sold     string // the asset the program sells
 	okSeed   *okSum // ok accepts read from the journal by newProgram; nil for a changed program (keeps its slot's)
-	log      *zap.Logger
-	stopped  atomic.Bool
+	// unknownSeed are the unknown accepts newProgram read with okSeed.
+	unknownSeed map[int64]unknownAccept
+	log         *zap.Logger
+	stopped     atomic.Bool
 
 	decisions map[string]prometheus.Counter
 	accepts   map[string]prometheus.Counter
@@ -224,6 +233,9 @@ func New(d Deps) *Runner {
 	if d.StreamOptions.Now == nil {
 		d.StreamOptions.Now = d.Now
 	}
+	if d.SettleEvery <= 0 {
+		d.SettleEvery = defaultSettleEvery
+	}
 	e := &Runner{
 		d:        d,
 		log:      d.Log,
@@ -272,6 +284,8 @@ func (e *Runner) Start(ctx context.Context) error {
 		return err
 	}
 	e.state = 1
+	e.settleDone = make(chan struct{})
+	go e.settleLoop(context.WithoutCancel(ctx))
 	// The first quotes arrive as soon as the streams open: give the first
 	// balance fetch a bounded moment, so they are decided on a known
 	// balance rather than refused for reserve. A slow desk only delays
@@ -309,6 +323,7 @@ func (e *Runner) newProgram(ctx context.Context, accountID string, cfg config.Pr
 	p := e.buildProgram(accountID, cfg)
 	p.prog.Restore(past)
 	p.okSeed = okSums(as)
+	p.unknownSeed = unknownSeed(as)
 	return p, nil
 }
 
@@ -360,6 +375,7 @@ func (e *Runner) install(p *program, from *program) {
 	sl.prog.Store(p.prog)
 	if p.okSeed != nil {
 		sl.ok.seed(p.okSeed) // restored from the journal: a new program
+		sl.unknown.seed(p.unknownSeed)
 	}
 	e.programs[p.name] = p
 	e.meterProgram(p)
@@ -569,6 +585,7 @@ func (e *Runner) accept(ctx context.Context, r *program, a journal.Accept, decid
 		r.log.Info("quote accepted", fields...)
 	case journal.AcceptUnknown:
 		// Counted as executed until reconciliation settles it; never re-sent.
+		r.slot.unknown.add(id, unknownAccept{base: a.BaseQty, quote: a.QuoteQty, countedAt: decidedAt})
 		e.d.Book.Settle(hold, at)
 		r.log.Warn("accept outcome unknown; reconciliation settles it", append(fields, zap.String("error", msg))...)
 	default:
@@ -635,6 +652,7 @@ func (e *Runner) Stop(ctx context.Context) error {
 		return nil
 	}
 	e.state = 2
+	settled := e.settleDone
 	programs := make([]*program, 0, len(e.programs))
 	for _, r := range e.programs {
 		r.stopped.Store(true)
@@ -660,6 +678,10 @@ func (e *Runner) Stop(ctx context.Context) error {
 	}
 	wg.Wait()
 	_ = e.accepts.Stop(ctx)
+	select {
+	case <-settled: // quit is closed: it ends after the read under way, if any
+	case <-ctx.Done():
+	}
 	return nil
 }
 
