@@ -2,6 +2,8 @@ package astra_test
 
 import (
 	"context"
+	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -94,16 +96,23 @@ func fixture(t *testing.T, name string) []byte {
 	return b
 }
 
-// refusedURL is a loopback address where nothing listens.
+// refusedURL is a loopback address where nothing listens. Its port is drawn
+// from below Linux's default ephemeral range (which starts at 32768), so no
+// port-0 listener of a test running beside this one takes it between this
+// check and the client's connect.
 func refusedURL(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for range 1000 {
+		addr := fmt.Sprintf("127.0.0.1:%d", 20768+rand.IntN(12000))
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			continue
+		}
+		l.Close()
+		return "http://" + addr
 	}
-	addr := l.Addr().String()
-	l.Close()
-	return "http://" + addr
+	t.Fatal("no unused loopback port found for a refused connection")
+	return ""
 }
 
 // hangUp closes the connection without an answer.
